@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// requireLab skips unless the lab was asked for (make e2e sets RDS_CSI_E2E=1)
+// and fails, rather than skips, when it was asked for but cannot run.
+func requireLab(t *testing.T) {
+	t.Helper()
+	if os.Getenv("RDS_CSI_E2E") != "1" {
+		t.Skip("the QEMU lab runs only with RDS_CSI_E2E=1 (make e2e)")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "cpio", "depmod", "apt-get", "dpkg"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("lab tool %s missing: %v (apt-get install qemu-system-x86 busybox-static kmod cpio xz-utils)", tool, err)
+		}
+	}
+}
+
+// labRun is one boot that runs the kerneltest binary.
+type labRun struct {
+	series    string
+	multipath bool
+	run       string // -test.run pattern; empty runs all
+	env       []string
+}
+
+func (r labRun) name() string {
+	mp := "multipath"
+	if !r.multipath {
+		mp = "nomultipath"
+	}
+	return r.series + "/" + mp
+}
+
+// bootAndReport boots the lab and turns each guest test into a host subtest.
+func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
+	t.Helper()
+	k, err := PrepareKernel(ctx, r.series)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDir := t.TempDir()
+	if err := os.Link(bin, filepath.Join(runDir, "kerneltest.test")); err != nil {
+		if err := copyFile(bin, filepath.Join(runDir, "kerneltest.test")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mp := "N"
+	if r.multipath {
+		mp = "Y"
+	}
+	var job strings.Builder
+	fmt.Fprintf(&job, "cd /out\nexport RDS_CSI_LAB=1 RDS_CSI_LAB_KERNEL=%s RDS_CSI_LAB_MULTIPATH=%s\n", r.series, mp)
+	for _, e := range r.env {
+		fmt.Fprintf(&job, "export %s\n", e)
+	}
+	run := ""
+	if r.run != "" {
+		run = fmt.Sprintf(" -test.run '%s'", r.run)
+	}
+	fmt.Fprintf(&job, "./kerneltest.test -test.v -test.timeout=200s%s > /out/kerneltest.log 2>&1\nrc=$?\ntail -n 3 /out/kerneltest.log\nexit $rc\n", run)
+
+	console, err := os.Create(filepath.Join(runDir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer console.Close()
+	start := time.Now()
+	vm := VM{Kernel: k, Multipath: r.multipath, RunDir: runDir, Job: job.String(), Console: console}
+	res, bootErr := vm.Boot(ctx)
+	t.Logf("%s (%s): boot and run took %s, job exit %d", k.Version, k.Package, time.Since(start).Round(time.Millisecond), res.JobExit)
+
+	logf, err := os.Open(filepath.Join(runDir, "kerneltest.log"))
+	if err != nil {
+		t.Fatalf("no guest test log (boot error: %v); console:\n%s", bootErr, tail(filepath.Join(runDir, "console.log"), 60))
+	}
+	defer logf.Close()
+	events, err := ParseVerbose(logf)
+	if err != nil {
+		t.Fatalf("%v; console:\n%s", err, tail(filepath.Join(runDir, "console.log"), 60))
+	}
+	for _, ev := range events {
+		t.Run(ev.Name, func(t *testing.T) {
+			switch ev.Action {
+			case "PASS":
+				if testing.Verbose() {
+					t.Log("\n" + ev.Output)
+				}
+			case "SKIP":
+				t.Skip("\n" + ev.Output)
+			default:
+				t.Error("guest test failed:\n" + ev.Output)
+			}
+		})
+	}
+	if bootErr != nil {
+		t.Fatalf("boot: %v; console:\n%s", bootErr, tail(filepath.Join(runDir, "console.log"), 60))
+	}
+	if res.JobExit != 0 && !t.Failed() {
+		t.Fatalf("guest test binary exited %d though no test failed; console:\n%s", res.JobExit, tail(filepath.Join(runDir, "console.log"), 60))
+	}
+	if dst := os.Getenv("RDS_CSI_CAPTURE_DIR"); dst != "" {
+		src := filepath.Join(runDir, "fixtures")
+		if _, err := os.Stat(src); err == nil {
+			out, err := exec.Command("cp", "-a", src+"/.", dst).CombinedOutput()
+			if err != nil {
+				t.Fatalf("copy fixtures: %v: %s", err, out)
+			}
+		}
+	}
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o755)
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestLab runs the real-kernel tests of e2e/kerneltest on every kernel series,
+// with native multipath on (the full suite) and off (the layout tests).
+func TestLab(t *testing.T) {
+	requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "kerneltest.test")
+	if err := BuildTestBinary(ctx, "./e2e/kerneltest", bin); err != nil {
+		t.Fatal(err)
+	}
+	capture := os.Getenv("RDS_CSI_CAPTURE_DIR") != ""
+	var runs []labRun
+	for _, s := range Series {
+		runs = append(runs,
+			labRun{series: s, multipath: true},
+			labRun{series: s, multipath: false, run: "^TestLayout"},
+		)
+	}
+	for _, r := range runs {
+		if capture {
+			r.run = "^TestLayout"
+			r.env = append(r.env, "RDS_CSI_CAPTURE=1")
+		}
+		t.Run(r.name(), func(t *testing.T) { bootAndReport(ctx, t, r, bin) })
+	}
+}
