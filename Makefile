@@ -22,7 +22,7 @@ lint: tidy-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	GOOS=darwin $(GO) vet ./fabrics/... ./sysfs/...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 tidy-check:
 	@cp go.mod /tmp/rds-csi.go.mod.bak; cp go.sum /tmp/rds-csi.go.sum.bak 2>/dev/null || true
