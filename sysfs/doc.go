@@ -1,0 +1,41 @@
+// Package sysfs reads (and, for the few writable attributes, writes) the Linux
+// NVMe over Fabrics sysfs tree: /sys/class/nvme (controllers),
+// /sys/class/nvme-subsystem (subsystems and multipath heads) and the block
+// disks that serve namespaces.
+//
+// Everything hangs off an FS value rooted at a mount point (normally /sys), so
+// tests run in parallel on fixture trees captured from real kernels
+// (testdata/sysfs) or laid out by package sysfstest. There are no
+// package-level path globals, no caches and no open files between calls: an
+// FS is safe for concurrent use.
+//
+// The layout read (see shared/KERNEL.md):
+//
+//	class/nvme/nvmeN -> ../../devices/virtual/nvme-fabrics/ctl/nvmeN
+//	    attributes; nvmeKcNnM (hidden per-path disks, native multipath) or
+//	    nvmeNnM (visible disks, nvme_core.multipath=N)
+//	class/nvme-subsystem/nvme-subsysK -> ../../devices/virtual/nvme-subsystem/nvme-subsysK
+//	    attributes; nvmeN -> ../../nvme-fabrics/ctl/nvmeN (its controllers:
+//	    the only link between the two); nvmeKnM (multipath heads)
+//	module/nvme_core/parameters/multipath
+//
+// Disk names carry instance numbers, not namespace ids: FindNamespace,
+// FindNamespaceByUUID and FindNamespaceByWWID find a volume's disk by its
+// identity.
+//
+// Error contracts:
+//   - a controller, subsystem or namespace that does not exist (or vanished
+//     while it was being read) gives an error for which errors.Is(err,
+//     ErrNotExist) is true, and so is errors.Is(err, fs.ErrNotExist);
+//   - a scan of many controllers or subsystems skips the ones that vanish
+//     mid-read; any other failure (a malformed attribute, a permission error)
+//     is returned wrapped with the path it came from, and fails the scan;
+//   - an attribute that some kernels or transports lack (cntrltype,
+//     fast_io_fail_tmo, ana_state, nguid, ...) is its field's zero value;
+//   - errors of system calls wrap the *fs.PathError, so errors.Is(err,
+//     syscall.EINVAL) and friends work (WriteControllerAttr relies on it).
+//
+// On Linux attribute files are read with raw open/read/close system calls
+// relative to their directory's file descriptor, one read each; elsewhere
+// with package os, so that the packages above build and test anywhere.
+package sysfs

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package sysfs_test
+
+func syncFS() {}
