@@ -5,7 +5,7 @@ PKGS      := ./...
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test unit lint e2e fixtures bench fuzz tidy-check lab-deps
+.PHONY: all build test unit lint e2e fixtures bench fuzz tidy-check lab-deps demo
 
 all: build
 
@@ -28,6 +28,11 @@ tidy-check:
 	@cp go.mod /tmp/rds-csi.go.mod.bak; cp go.sum /tmp/rds-csi.go.sum.bak 2>/dev/null || true
 	@$(GO) mod tidy
 	@if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum:"; git --no-pager diff -- go.mod go.sum; exit 1; fi
+
+## demo: the main job: the daemon attaching a real volume in the QEMU lab through an outage.
+DEMO_KERNEL ?= 6.12
+demo: lab-deps
+	$(GO) run ./e2e/cmd/demo -kernel $(DEMO_KERNEL)
 
 ## e2e: the real-kernel lab (QEMU, Debian 6.1 and 6.12 kernels, nvmet on loopback).
 e2e: lab-deps

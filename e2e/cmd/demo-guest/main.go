@@ -1,0 +1,323 @@
+//go:build linux
+
+// Command demo-guest runs inside the QEMU lab guest for cmd/demo: it makes an
+// nvmet target, starts the rds-csi binary (chrooted into the host's root, so
+// mkfs.ext4, blkid and mount are the host's real tools), and drives it over
+// its CSI socket through an outage. Lines it prints start with "| ".
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/srvlab/rds-csi/e2e/guestenv"
+	"github.com/srvlab/rds-csi/e2e/nvmet"
+)
+
+const (
+	volumeID = "pvc-3f2a9c1e-demo"
+	nqn      = "nqn.2000-02.com.mikrotik:pvc-3f2a9c1e-demo"
+	port     = 4420
+	metrics  = "127.0.0.1:9809"
+	// Paths as the daemon sees them (inside the chroot).
+	socket  = "/tmp/csi/csi.sock"
+	staging = "/tmp/kubelet/plugins/kubernetes.io/csi/rds.csi.srvlab.io/demo/globalmount"
+	publish = "/tmp/kubelet/pods/demo/volumes/kubernetes.io~csi/pvc-3f2a9c1e-demo/mount"
+)
+
+func say(format string, a ...any) { fmt.Printf("| "+format+"\n", a...) }
+
+func main() {
+	binary := flag.String("rds-csi", "", "the rds-csi binary's path on the host (the daemon runs chrooted into /host)")
+	flag.Parse()
+	if err := run(*binary); err != nil {
+		say("FAILED: %v", err)
+		os.Exit(1)
+	}
+}
+
+type summary struct {
+	stage, detect, recover time.Duration
+	reason, message        string
+	reconnectsBefore       string
+	reconnectsAfter        string
+	checksum               string
+}
+
+func run(binary string) error {
+	tg, err := nvmet.Open()
+	if err != nil {
+		return err
+	}
+	defer tg.Close()
+	dev, err := tg.NullBlk(256)
+	if err != nil {
+		return err
+	}
+	for _, step := range []error{
+		tg.AddSubsystem(nvmet.Subsystem{NQN: nqn, AllowAnyHost: true}),
+		tg.AddNamespace(nqn, nvmet.Namespace{NSID: 1, Device: dev}),
+		tg.AddPort(nvmet.Port{ID: 1, Traddr: "127.0.0.1", Trsvcid: port}),
+		tg.Link(1, nqn),
+	} {
+		if step != nil {
+			return step
+		}
+	}
+	say("target: nvmet exports %s (256 MiB, memory backed) on 127.0.0.1:%d", nqn, port)
+
+	daemon, err := startDaemon(binary)
+	if err != nil {
+		return err
+	}
+	defer stopDaemon(daemon)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	conn, err := grpc.NewClient("unix://"+guestenv.Root+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ident, node := csipb.NewIdentityClient(conn), csipb.NewNodeClient(conn)
+	if err := waitReady(ctx, ident); err != nil {
+		return err
+	}
+	info, err := ident.GetPluginInfo(ctx, &csipb.GetPluginInfoRequest{})
+	if err != nil {
+		return err
+	}
+	say("rds-csi %s (%s) is ready on %s", info.GetVendorVersion(), info.GetName(), socket)
+
+	var sum summary
+	capability := &csipb.VolumeCapability{
+		AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{FsType: "ext4"}},
+		AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+	}
+	t0 := time.Now()
+	_, err = node.NodeStageVolume(ctx, &csipb.NodeStageVolumeRequest{
+		VolumeId: volumeID, StagingTargetPath: staging, VolumeCapability: capability,
+		VolumeContext: map[string]string{
+			"nvmeAddress": "127.0.0.1", "nvmePort": fmt.Sprint(port), "nqn": nqn,
+			"ctrlLossTmo": "-1", "reconnectDelay": "1", "fsType": "ext4",
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("NodeStageVolume: %w", err)
+	}
+	sum.stage = time.Since(t0)
+	say("NodeStageVolume: connected, formatted ext4 and mounted in %s", sum.stage.Round(time.Millisecond))
+	if _, err := node.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{
+		VolumeId: volumeID, StagingTargetPath: staging, TargetPath: publish, VolumeCapability: capability,
+	}); err != nil {
+		return fmt.Errorf("NodePublishVolume: %w", err)
+	}
+	say("NodePublishVolume: bind-mounted at %s", publish)
+
+	data := make([]byte, 8<<20)
+	if _, err := rand.Read(data); err != nil {
+		return err
+	}
+	sum.checksum = fmt.Sprintf("%x", sha256.Sum256(data))
+	file := guestenv.Path(publish + "/data.bin")
+	if err := writeSynced(file, data); err != nil {
+		return err
+	}
+	say("wrote 8 MiB to the volume and fsynced it (sha256 %s...)", sum.checksum[:16])
+	sum.reconnectsBefore = scrape("rds_csi_controller_reconnects_total")
+	say("metrics before the outage: %s", sum.reconnectsBefore)
+
+	say("FAULT: unlinking the target port (the listener closes)")
+	if err := tg.Unlink(1, nqn); err != nil {
+		return err
+	}
+	t1 := time.Now()
+	h, err := waitHealth(ctx, node, csipb.VolumeHealthErrorType_INACCESSIBLE)
+	if err != nil {
+		return err
+	}
+	sum.detect = time.Since(t1)
+	sum.reason, sum.message = h.GetReason(), h.GetMessage()
+	say("NodeGetVolumeHealth: INACCESSIBLE after %s: %s: %s", sum.detect.Round(time.Millisecond), sum.reason, sum.message)
+	say("metrics during the outage: %s", scrape("rds_csi_controller_state"))
+	time.Sleep(3 * time.Second) // let a few reconnect attempts fail
+	h, _ = waitHealth(ctx, node, csipb.VolumeHealthErrorType_INACCESSIBLE)
+	say("NodeGetVolumeHealth 3s later: %s: %s", h.GetReason(), h.GetMessage())
+
+	say("RECOVER: relinking the target port")
+	if err := tg.Relink(1, nqn); err != nil {
+		return err
+	}
+	t2 := time.Now()
+	if _, err := waitHealth(ctx, node, csipb.VolumeHealthErrorType_UNKNOWN_VOLUME_HEALTH_TYPE); err != nil {
+		return err
+	}
+	sum.recover = time.Since(t2)
+	say("NodeGetVolumeHealth: healthy again after %s", sum.recover.Round(time.Millisecond))
+	sum.reconnectsAfter = scrape("rds_csi_controller_reconnects_total")
+	say("metrics after recovery: %s", sum.reconnectsAfter)
+
+	got, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	if fmt.Sprintf("%x", sha256.Sum256(got)) != sum.checksum {
+		return errors.New("data read back after the outage differs from what was written")
+	}
+	say("read the 8 MiB back: checksum matches")
+
+	if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: volumeID, TargetPath: publish}); err != nil {
+		return fmt.Errorf("NodeUnpublishVolume: %w", err)
+	}
+	if _, err := node.NodeUnstageVolume(ctx, &csipb.NodeUnstageVolumeRequest{VolumeId: volumeID, StagingTargetPath: staging}); err != nil {
+		return fmt.Errorf("NodeUnstageVolume: %w", err)
+	}
+	left, _ := filepath.Glob("/sys/class/nvme/nvme*")
+	say("unpublished and unstaged; controllers left: %d", len(left))
+	if len(left) != 0 {
+		return fmt.Errorf("controllers left after unstage: %v", left)
+	}
+
+	say("")
+	say("SUMMARY (kernel %s)", kernelRelease())
+	say("  stage (connect + mkfs.ext4 + mount): %s", sum.stage.Round(time.Millisecond))
+	say("  port unlink -> volume health INACCESSIBLE: %s (%s)", sum.detect.Round(time.Millisecond), sum.reason)
+	say("  port relink -> healthy: %s", sum.recover.Round(time.Millisecond))
+	say("  reconnects counted: before %s, after %s", sum.reconnectsBefore, sum.reconnectsAfter)
+	say("  8 MiB written before the outage read back intact after it: yes")
+	return nil
+}
+
+func startDaemon(binary string) (*guestenv.Daemon, error) {
+	d, err := guestenv.Start(binary,
+		"--endpoint", "unix://"+socket,
+		"--node-id", "lab-node",
+		"--state-dir", "/tmp/rds-csi",
+		"--staging-root", "/tmp/kubelet",
+		"--metrics-address", metrics,
+		"--log-format", "text",
+	)
+	if err != nil {
+		return nil, err
+	}
+	say("started rds-csi as the node daemon (pid %d)", d.Pid())
+	return d, nil
+}
+
+func stopDaemon(d *guestenv.Daemon) {
+	if err := d.Stop(syscall.SIGTERM, 10*time.Second); err != nil {
+		say("rds-csi did not stop cleanly: %v", err)
+	}
+	// The daemon's own log, for the record (the host shows it with -v).
+	for _, l := range strings.Split(strings.TrimSpace(d.Logs()), "\n") {
+		fmt.Println("rds-csi: " + l)
+	}
+}
+
+func waitReady(ctx context.Context, ident csipb.IdentityClient) error {
+	for {
+		resp, err := ident.Probe(ctx, &csipb.ProbeRequest{})
+		if err == nil && resp.GetReady().GetValue() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("rds-csi never became ready: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitHealth asks NodeGetVolumeHealth until the volume reports want
+// (UNKNOWN_VOLUME_HEALTH_TYPE meaning: no abnormal entry), as kubelet's
+// periodic health check would, and returns the matching entry.
+func waitHealth(ctx context.Context, node csipb.NodeClient, want csipb.VolumeHealthErrorType) (*csipb.VolumeHealth_VolumeHealthEntry, error) {
+	for {
+		resp, err := node.NodeGetVolumeHealth(ctx, &csipb.NodeGetVolumeHealthRequest{
+			VolumeId: volumeID, VolumePublishPath: publish, StagingTargetPath: staging,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("NodeGetVolumeHealth: %w", err)
+		}
+		entries := resp.GetVolumeHealth().GetHealthStatuses()
+		if want == csipb.VolumeHealthErrorType_UNKNOWN_VOLUME_HEALTH_TYPE && len(entries) == 0 {
+			return nil, nil
+		}
+		for _, e := range entries {
+			if e.GetStatus() == want {
+				return e, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("volume health never became %v (last: %v)", want, entries)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// scrape returns the exposition lines of one metric family.
+func scrape(family string) string {
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		return "scrape failed: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, family) && !strings.HasSuffix(l, " 0") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		return "(no " + family + " series)"
+	}
+	return strings.Join(lines, "; ")
+}
+
+func kernelRelease() string {
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		return "?"
+	}
+	var b []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
+}
