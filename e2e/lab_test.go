@@ -31,6 +31,7 @@ type labRun struct {
 	multipath bool
 	run       string // -test.run pattern; empty runs all
 	env       []string
+	rdsCSI    string // host path of the rds-csi binary
 }
 
 func (r labRun) name() string {
@@ -63,11 +64,17 @@ func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
 	for _, e := range r.env {
 		fmt.Fprintf(&job, "export %s\n", e)
 	}
-	run := ""
+	// Ginkgo (csi-sanity) runs one suite per process: each sanity test gets
+	// an invocation of its own; everything else runs in the first.
+	invocations := []string{"-test.skip '^TestCSISanity'", "-test.run '^TestCSISanityMount$'", "-test.run '^TestCSISanityBlock$'"}
 	if r.run != "" {
-		run = fmt.Sprintf(" -test.run '%s'", r.run)
+		invocations = []string{fmt.Sprintf("-test.run '%s' -test.skip '^TestCSISanity'", r.run)}
 	}
-	fmt.Fprintf(&job, "./kerneltest.test -test.v -test.timeout=200s%s > /out/kerneltest.log 2>&1\nrc=$?\ntail -n 3 /out/kerneltest.log\nexit $rc\n", run)
+	fmt.Fprintf(&job, "export RDS_CSI_BINARY=%s\nrc=0\n: > /out/kerneltest.log\n", r.rdsCSI)
+	for _, inv := range invocations {
+		fmt.Fprintf(&job, "./kerneltest.test -test.v -test.timeout=240s %s >> /out/kerneltest.log 2>&1 || rc=1\n", inv)
+	}
+	job.WriteString("tail -n 3 /out/kerneltest.log\nexit $rc\n")
 
 	console, err := os.Create(filepath.Join(runDir, "console.log"))
 	if err != nil {
@@ -145,8 +152,12 @@ func TestLab(t *testing.T) {
 	requireLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "kerneltest.test")
+	dir := t.TempDir()
+	bin, rdsCSI := filepath.Join(dir, "kerneltest.test"), filepath.Join(dir, "rds-csi")
 	if err := BuildTestBinary(ctx, "./e2e/kerneltest", bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := BuildBinary(ctx, ".", rdsCSI); err != nil {
 		t.Fatal(err)
 	}
 	capture := os.Getenv("RDS_CSI_CAPTURE_DIR") != ""
@@ -158,6 +169,7 @@ func TestLab(t *testing.T) {
 		)
 	}
 	for _, r := range runs {
+		r.rdsCSI = rdsCSI
 		if capture {
 			r.run = "^TestLayout"
 			r.env = append(r.env, "RDS_CSI_CAPTURE=1")

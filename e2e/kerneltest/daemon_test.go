@@ -1,0 +1,269 @@
+//go:build linux
+
+package kerneltest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/srvlab/rds-csi/daemon"
+	"github.com/srvlab/rds-csi/e2e/nvmet"
+	"github.com/srvlab/rds-csi/fabrics"
+	"github.com/srvlab/rds-csi/sysfs"
+)
+
+// startDaemon runs an in-process daemon on the real kernel. Close it with the
+// returned function (t.Cleanup does too); closing leaves connections alone.
+func startDaemon(t *testing.T, stateDir string, tune func(*daemon.Config)) (*daemon.Daemon, func()) {
+	t.Helper()
+	fs := sysfs.NewFS("/sys")
+	cfg := daemon.Config{
+		FS:              fs,
+		Fabrics:         fabrics.NewClient("", fs),
+		StateDir:        stateDir,
+		StagingRoot:     t.TempDir(),
+		PollInterval:    time.Second,
+		OrphanGrace:     time.Hour,
+		CleanupInterval: time.Hour,
+		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	d, err := daemon.New(cfg)
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	must(t, d.Start(ctx))
+	if !d.Ready() {
+		t.Fatal("Start returned but the daemon is not ready")
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = d.Close()
+			cancel()
+		}
+	}
+	t.Cleanup(stop)
+	return d, stop
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+func volumeSpec(id, nqn string, port int) daemon.Spec {
+	o := baseOpts(nqn, port)
+	o.CtrlLossTmo = fabrics.Int(-1)
+	o.ReconnectDelay = fabrics.Int(1)
+	return daemon.Spec{VolumeID: id, Options: o, NSID: 1}
+}
+
+func controllerInfo(d *daemon.Daemon, name string) (daemon.ControllerInfo, bool) {
+	for _, c := range d.Snapshot().Controllers {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return daemon.ControllerInfo{}, false
+}
+
+// TestDaemonOutage: stage, unlink the target port: the registry shows the
+// controller connecting and volume and storage health say so; relink: live
+// again, one reconnect counted, healthy.
+func TestDaemonOutage(t *testing.T) {
+	tg := target(t)
+	nqn, port := simpleTarget(t, tg, "outage")
+	d, _ := startDaemon(t, t.TempDir(), nil)
+	att, err := d.Attach(context.Background(), volumeSpec("vol-outage", nqn, port))
+	must(t, err)
+	if _, err := os.Stat(att.Device); err != nil {
+		t.Fatalf("Attach returned device %s: %v", att.Device, err)
+	}
+	must(t, d.MarkStaged("vol-outage", "/staging/vol-outage", true))
+
+	must(t, tg.Unlink(port, nqn))
+	unlinked := time.Now()
+	eventually(t, 5*time.Second, "registry connecting", func() (bool, string) {
+		c, _ := controllerInfo(d, att.Controller)
+		return c.State == sysfs.StateConnecting, c.StateRaw
+	})
+	t.Logf("port unlink -> registry connecting: %s", time.Since(unlinked).Round(time.Millisecond))
+	h, err := d.VolumeHealth("vol-outage")
+	must(t, err)
+	if h.Condition != daemon.Inaccessible || h.Reason == "" || h.Message == "" {
+		t.Errorf("volume health during the outage = %+v, want Inaccessible with a reason and a message", h)
+	}
+	t.Logf("volume health: %s %s: %s", h.Condition, h.Reason, h.Message)
+	var th daemon.TargetHealth
+	for _, x := range d.StorageHealth() {
+		if x.Trsvcid == fmt.Sprint(port) {
+			th = x
+		}
+	}
+	if th.Condition != daemon.Inaccessible {
+		t.Errorf("storage health of 127.0.0.1:%d = %+v, want Inaccessible", port, th)
+	}
+
+	must(t, tg.Relink(port, nqn))
+	eventually(t, 10*time.Second, "registry live", func() (bool, string) {
+		c, _ := controllerInfo(d, att.Controller)
+		return c.State == sysfs.StateLive, c.StateRaw
+	})
+	eventually(t, 5*time.Second, "one reconnect counted", func() (bool, string) {
+		c, _ := controllerInfo(d, att.Controller)
+		return c.Reconnects == 1, fmt.Sprint(c.Reconnects)
+	})
+	h, err = d.VolumeHealth("vol-outage")
+	must(t, err)
+	if h.Condition != daemon.Healthy {
+		t.Errorf("volume health after recovery = %+v, want Healthy", h)
+	}
+	must(t, d.Detach(context.Background(), "vol-outage"))
+	if _, err := sysfs.NewFS("/sys").Controller(att.Controller); err == nil {
+		t.Errorf("Detach of the last volume left %s connected", att.Controller)
+	}
+}
+
+// TestDaemonRestartAdopts: the daemon dies between connect and mount; the
+// next one rebuilds the registry from sysfs and the ownership file and the
+// stage completes on retry with the same controller.
+func TestDaemonRestartAdopts(t *testing.T) {
+	tg := target(t)
+	nqn, port := simpleTarget(t, tg, "restart")
+	state := t.TempDir()
+	d1, stop1 := startDaemon(t, state, nil)
+	first, err := d1.Attach(context.Background(), volumeSpec("vol-restart", nqn, port))
+	must(t, err)
+	stop1() // dies before MarkStaged: nothing but the ownership file records it
+
+	d2, _ := startDaemon(t, state, nil)
+	c, ok := controllerInfo(d2, first.Controller)
+	if !ok || !c.Owned {
+		t.Fatalf("after restart: %s known %v owned %v, want a known, owned controller", first.Controller, ok, c.Owned)
+	}
+	again, err := d2.Attach(context.Background(), volumeSpec("vol-restart", nqn, port))
+	must(t, err)
+	if again.Controller != first.Controller || again.Device != first.Device || !again.Adopted {
+		t.Errorf("retry after restart = %+v, want %s/%s adopted", again, first.Controller, first.Device)
+	}
+	must(t, d2.MarkStaged("vol-restart", "/staging/vol-restart", true))
+	must(t, d2.Detach(context.Background(), "vol-restart"))
+}
+
+// TestDaemonOrphanCleanup: an owned controller that no volume references is
+// removed only after the grace period; one connected by hand with another
+// host NQN, and one connected by hand with ours but not created by the
+// driver, are never touched.
+func TestDaemonOrphanCleanup(t *testing.T) {
+	tg := target(t)
+	nqn, port := simpleTarget(t, tg, "orphan")
+	foreignNQN, foreignPort := simpleTarget(t, tg, "foreign")
+	handNQN, handPort := simpleTarget(t, tg, "byhand")
+	fs := sysfs.NewFS("/sys")
+
+	state := t.TempDir()
+	d1, stop1 := startDaemon(t, state, nil)
+	orphan, err := d1.Attach(context.Background(), volumeSpec("vol-gone", nqn, port))
+	must(t, err)
+	stop1() // the volume is forgotten: its controller is an orphan now
+
+	foreign := connect(t, fabrics.NewClient("", fs), fabrics.Options{
+		Traddr: "127.0.0.1", Trsvcid: foreignPort, NQN: foreignNQN,
+		HostNQN: "nqn.2014-08.org.nvmexpress:uuid:0b5c4f0e-0000-4000-8000-000000000001", HostID: "0b5c4f0e-0000-4000-8000-000000000001",
+	})
+	byHand := connect(t, fabrics.NewClient("", fs), baseOpts(handNQN, handPort))
+
+	grace := 3 * time.Second
+	d2, _ := startDaemon(t, state, func(c *daemon.Config) {
+		c.OrphanGrace = grace
+		c.CleanupInterval = 250 * time.Millisecond
+	})
+	started := time.Now()
+	// Before the grace period ends, the orphan stays.
+	if _, err := fs.Controller(orphan.Controller); err != nil {
+		t.Fatalf("the orphan %s was removed at start, before its grace period: %v", orphan.Controller, err)
+	}
+	eventually(t, grace+10*time.Second, "orphan removed", func() (bool, string) {
+		_, err := fs.Controller(orphan.Controller)
+		return err != nil, "still there"
+	})
+	if took := time.Since(started); took < grace {
+		t.Errorf("orphan removed after %s, before the %s grace period", took, grace)
+	}
+	for _, name := range []string{foreign.Name, byHand.Name} {
+		if _, err := fs.Controller(name); err != nil {
+			t.Errorf("cleanup touched %s, which the driver does not own: %v", name, err)
+		}
+		if c, ok := controllerInfo(d2, name); ok && c.Owned {
+			t.Errorf("%s reported as owned", name)
+		}
+	}
+	if n := d2.Snapshot().Counters.OrphansDisconnected; n != 1 {
+		t.Errorf("orphans disconnected = %d, want 1", n)
+	}
+}
+
+// TestDaemonNamespaceBurst: 100 namespace removes and adds on the target
+// leave the registry equal to sysfs, and the volume's device in place.
+func TestDaemonNamespaceBurst(t *testing.T) {
+	tg := target(t)
+	nqn, port := uniqueNQN("burst"), nextPort()
+	must(t, tg.AddSubsystem(nvmet.Subsystem{NQN: nqn, AllowAnyHost: true}))
+	for ns := 1; ns <= 10; ns++ {
+		dev, err := tg.NullBlk(8)
+		must(t, err)
+		must(t, tg.AddNamespace(nqn, nvmet.Namespace{NSID: ns, Device: dev}))
+	}
+	must(t, tg.AddPort(nvmet.Port{ID: port, Traddr: "127.0.0.1", Trsvcid: port}))
+	must(t, tg.Link(port, nqn))
+	d, _ := startDaemon(t, t.TempDir(), nil)
+	att, err := d.Attach(context.Background(), volumeSpec("vol-burst", nqn, port))
+	must(t, err)
+	must(t, d.MarkStaged("vol-burst", "/staging/vol-burst", true))
+
+	for round := 0; round < 5; round++ {
+		for ns := 2; ns <= 10; ns++ { // 9 namespaces x 2 x 5 rounds = 90, plus 10 below
+			must(t, tg.SetNamespaceEnabled(nqn, ns, false))
+			must(t, tg.SetNamespaceEnabled(nqn, ns, true))
+		}
+	}
+	for i := 0; i < 5; i++ {
+		must(t, tg.SetNamespaceEnabled(nqn, 10, false))
+		must(t, tg.SetNamespaceEnabled(nqn, 10, true))
+	}
+	fs := sysfs.NewFS("/sys")
+	eventually(t, 20*time.Second, "registry equal to sysfs", func() (bool, string) {
+		want, err := fs.Controllers()
+		if err != nil {
+			return false, err.Error()
+		}
+		var w, g []string
+		for _, c := range want {
+			w = append(w, c.Name+"="+c.StateRaw)
+		}
+		for _, c := range d.Snapshot().Controllers {
+			g = append(g, c.Name+"="+c.StateRaw)
+		}
+		return slices.Equal(w, g), fmt.Sprintf("sysfs %v registry %v", w, g)
+	})
+	v, ok := d.Volume("vol-burst")
+	if !ok || v.Device != att.Device {
+		t.Errorf("volume after the burst = %+v, want device %s", v, att.Device)
+	}
+	if _, err := os.Stat(att.Device); err != nil {
+		t.Errorf("device %s after the burst: %v", att.Device, err)
+	}
+	t.Logf("counters: %+v", d.Snapshot().Counters)
+	must(t, d.Detach(context.Background(), "vol-burst"))
+}
