@@ -1,0 +1,157 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/srvlab/rds-csi/fabrics"
+	"github.com/srvlab/rds-csi/sysfs"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// This file is the seam between the daemon and its callers (the CSI node
+// service in package csi, main.go, the metrics collector). Keep it stable.
+
+// Spec is what a volume needs from the kernel: the complete connect options
+// (address, port, subsystem NQN, host identity, timeouts) and which
+// namespace of the subsystem is the volume.
+type Spec struct {
+	VolumeID string
+	Options  fabrics.Options
+	NSID     uint32 // namespace id; 0 means 1
+}
+
+// Attachment is a volume's controller and block device after Attach.
+type Attachment struct {
+	Controller string          // "nvme3"
+	Device     string          // "/dev/nvme3n1"
+	Namespace  sysfs.Namespace // the disk that serves the volume
+	// Adopted: an existing controller was reused (found in the registry or
+	// adopted through EALREADY) instead of created.
+	Adopted bool
+	// TimeoutsUpdated: the controller existed with other resilience
+	// parameters and they were changed through sysfs.
+	TimeoutsUpdated bool
+}
+
+// Condition is the health of a volume or a target as the daemon sees it.
+type Condition int
+
+// Conditions, from good to bad.
+const (
+	Healthy      Condition = iota
+	Degraded               // some paths down, I/O still flows
+	Inaccessible           // no live path (for a target: unreachable)
+)
+
+func (c Condition) String() string {
+	switch c {
+	case Healthy:
+		return "healthy"
+	case Degraded:
+		return "degraded"
+	case Inaccessible:
+		return "inaccessible"
+	}
+	return "unknown"
+}
+
+// VolumeHealth is one volume's condition with a CamelCase reason
+// ("ControllerConnecting", "TargetRejectedHost") and a plain message
+// ("nvme3 connecting for 42s to 10.0.0.5:4420, attempt 9").
+type VolumeHealth struct {
+	Condition Condition
+	Reason    string
+	Message   string
+}
+
+// TargetHealth is the condition of one target address (traddr:trsvcid) over
+// every controller this node has to it.
+type TargetHealth struct {
+	Traddr      string
+	Trsvcid     string
+	Condition   Condition // Inaccessible means unreachable
+	Reason      string
+	Message     string
+	Controllers []string
+}
+
+// Config configures a Daemon. Zero values take the defaults noted.
+type Config struct {
+	FS      sysfs.FS        // the sysfs tree (normally sysfs.NewFS("/sys"))
+	Fabrics *fabrics.Client // creates and removes controllers
+	// StateDir holds the ownership file (which controllers this driver
+	// created). Required.
+	StateDir string
+	// MountInfo is the mount table to rebuild staged volumes from; default
+	// /proc/self/mountinfo.
+	MountInfo string
+	// StagingRoot: staging paths live under it (kubelet's plugins dir);
+	// default /var/lib/kubelet/plugins.
+	StagingRoot string
+	// PollInterval: how often the state of known controllers is re-read;
+	// default 1s.
+	PollInterval time.Duration
+	// OrphanGrace: how long an owned controller must be unreferenced before
+	// cleanup disconnects it; default 5m. CleanupInterval default 1m.
+	OrphanGrace     time.Duration
+	CleanupInterval time.Duration
+	CleanupDryRun   bool
+	// DeviceTimeout bounds the wait for a namespace's block device after a
+	// connect; default 30s (the request context may end it sooner).
+	DeviceTimeout time.Duration
+	// MaxConcurrentConnects bounds concurrent connect writes node-wide;
+	// default 4.
+	MaxConcurrentConnects int
+	Logger                *slog.Logger // default slog.Default()
+	// NoEvents disables the uevent and netlink subscriptions (tests, or
+	// hosts where they are unavailable); the poller still runs.
+	NoEvents bool
+
+	// Connector creates and removes controllers instead of Fabrics (tests,
+	// or a wrapper that adds tracing). One of the two is required; when both
+	// are set Connector wins.
+	Connector Connector
+	// Observer is told about connects, outages, reconnects, orphans and
+	// uevents as they happen (a metrics package turns them into
+	// histograms); nil means none. The counters in Snapshot move regardless.
+	Observer Observer
+	// StartupJitter bounds the random delay before the first orphan cleanup
+	// at Start, so that a DaemonSet rollout does not make every node act at
+	// once; 0 (the default) means no delay.
+	StartupJitter time.Duration
+
+	// Test seams (unexported: only this package's tests set them).
+	now         func() time.Time                    // the clock of grace periods, health ages and transitions; default time.Now
+	backoff     *wait.Backoff                       // connect retry schedule; default defaultBackoff
+	openUEvents func() (ueventSource, error)        // default openNetlinkUEvents
+	watchNet    func(context.Context, func()) error // default watchNetlink
+}
+
+// Connector is what the daemon needs from package fabrics;
+// *fabrics.Client implements it.
+type Connector interface {
+	Connect(ctx context.Context, opts fabrics.Options) (fabrics.Controller, error)
+	Disconnect(name string) error
+	UpdateTimeouts(name string, t fabrics.Timeouts) error
+}
+
+var _ Connector = (*fabrics.Client)(nil)
+
+// Errors of the daemon layer (the fabrics sentinels pass through as well).
+var (
+	// ErrDeviceTimeout: connected, but the namespace's block device did not
+	// appear in time (wrong nsid, namespace disabled on the target).
+	ErrDeviceTimeout = errors.New("daemon: block device did not appear")
+	// ErrNotReady: the first reconcile has not finished.
+	ErrNotReady = errors.New("daemon: not ready")
+	// ErrUnknownVolume: the registry does not know the volume.
+	ErrUnknownVolume = errors.New("daemon: unknown volume")
+	// ErrConflict: the volume is staged with another subsystem NQN or
+	// namespace than the one asked for.
+	ErrConflict = errors.New("daemon: volume is staged with another spec")
+	// ErrClosed: the daemon has been closed.
+	ErrClosed = errors.New("daemon: closed")
+)

@@ -1,0 +1,376 @@
+package daemon
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/srvlab/rds-csi/fabrics"
+	"github.com/srvlab/rds-csi/sysfs"
+)
+
+// maxTransitions bounds the state history kept per controller.
+const maxTransitions = 16
+
+// connKey identifies a controller the way the kernel decides that two
+// connects are the same (fabrics.c nvmf_ip_options_match): transport,
+// subsystem NQN, target address and port, host NQN and the optional source
+// address and interface. Addresses are canonical; an empty hostNQN matches
+// any host (the kernel's default host, which sysfs does not name).
+type connKey struct {
+	transport  string
+	nqn        string
+	traddr     string
+	trsvcid    string
+	hostNQN    string
+	hostTraddr string
+	hostIface  string
+}
+
+func keyOf(o *fabrics.Options) connKey {
+	return connKey{
+		transport:  cmp.Or(o.Transport, fabrics.DefaultTransport),
+		nqn:        o.NQN,
+		traddr:     canonicalIP(o.Traddr),
+		trsvcid:    strconv.Itoa(cmp.Or(o.Trsvcid, fabrics.DefaultPort)),
+		hostNQN:    o.HostNQN,
+		hostTraddr: canonicalIP(o.HostTraddr),
+		hostIface:  o.HostIface,
+	}
+}
+
+// keyOfController is the key of an existing controller.
+func keyOfController(c *sysfs.Controller) connKey {
+	return connKey{
+		transport:  c.Transport,
+		nqn:        c.SubsysNQN,
+		traddr:     canonicalIP(c.Address.Traddr),
+		trsvcid:    canonicalPort(c.Address.Trsvcid),
+		hostNQN:    c.HostNQN,
+		hostTraddr: canonicalIP(c.Address.HostTraddr),
+		hostIface:  c.Address.HostIface,
+	}
+}
+
+// String is the lock name of the key.
+func (k connKey) String() string {
+	return strings.Join([]string{k.transport, k.nqn, k.traddr, k.trsvcid, k.hostNQN, k.hostTraddr, k.hostIface}, "|")
+}
+
+// matches reports whether c is a controller the kernel would consider
+// identical to a connect with key k, and one that can still serve I/O
+// (not deleting or dead, not a discovery controller).
+func (k connKey) matches(c *sysfs.Controller) bool {
+	switch c.State {
+	case sysfs.StateDeleting, sysfs.StateDeletingNoIO, sysfs.StateDead:
+		return false
+	}
+	if c.CntrlType == "discovery" || c.SubsysNQN == fabrics.DiscoveryNQN {
+		return false
+	}
+	ck := keyOfController(c)
+	if k.hostNQN == "" {
+		ck.hostNQN = ""
+	}
+	return ck == k
+}
+
+func canonicalIP(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().String()
+	}
+	return s
+}
+
+func canonicalPort(s string) string {
+	if n, err := strconv.Atoi(s); err == nil {
+		return strconv.Itoa(n)
+	}
+	return s
+}
+
+// hostPort formats traddr:trsvcid ("[::1]:4420" for IPv6).
+func hostPort(traddr, trsvcid string) string {
+	if strings.Contains(traddr, ":") {
+		return "[" + traddr + "]:" + trsvcid
+	}
+	return traddr + ":" + trsvcid
+}
+
+// Transition is one observed state change of a controller.
+type Transition struct {
+	From sysfs.State
+	To   sysfs.State
+	At   time.Time
+}
+
+// ctrlEntry is the registry's view of one controller.
+type ctrlEntry struct {
+	ctrl        sysfs.Controller // the last read (the state may be newer than the other attributes)
+	since       time.Time        // when the current state was first observed
+	transitions []Transition     // the last maxTransitions
+	reconnects  int
+	attempt     int       // reconnect attempt of the current outage, 0 when unknown
+	downSince   time.Time // start of the current outage; zero while live
+	unrefSince  time.Time // owned and unreferenced since; zero otherwise
+	orphanNoted bool      // cleanup has reported it as an orphan
+	everLive    bool      // observed live at least once
+	// expectUEvent: a transition to live was observed (or the controller
+	// is new), so one NVME_EVENT=connected uevent for it is already
+	// accounted for.
+	expectUEvent bool
+	connected    int // NVME_EVENT=connected uevents not yet processed
+}
+
+// owner is one controller in the ownership file: its name and the identity
+// that must still match for the record to apply (instance numbers are
+// reused).
+type owner struct {
+	Name      string    `json:"name"`
+	Transport string    `json:"transport"`
+	SubsysNQN string    `json:"subsysnqn"`
+	Traddr    string    `json:"traddr"`
+	Trsvcid   string    `json:"trsvcid"`
+	HostNQN   string    `json:"hostnqn"`
+	Since     time.Time `json:"since"`
+}
+
+func ownerOf(c *sysfs.Controller, now time.Time) owner {
+	return owner{
+		Name:      c.Name,
+		Transport: c.Transport,
+		SubsysNQN: c.SubsysNQN,
+		Traddr:    canonicalIP(c.Address.Traddr),
+		Trsvcid:   canonicalPort(c.Address.Trsvcid),
+		HostNQN:   c.HostNQN,
+		Since:     now,
+	}
+}
+
+// describes reports whether the record is about controller c.
+func (o owner) describes(c *sysfs.Controller) bool {
+	return o.Name == c.Name && o.SubsysNQN == c.SubsysNQN &&
+		o.Traddr == canonicalIP(c.Address.Traddr) &&
+		o.Trsvcid == canonicalPort(c.Address.Trsvcid) &&
+		o.HostNQN == c.HostNQN &&
+		(o.Transport == "" || o.Transport == c.Transport)
+}
+
+// VolumeState is where a volume is in its life cycle.
+type VolumeState string
+
+// Volume states.
+const (
+	VolumeAttaching VolumeState = "attaching" // Attach in progress
+	VolumeAttached  VolumeState = "attached"  // Attach succeeded, not staged yet
+	VolumeStaged    VolumeState = "staged"    // MarkStaged (or rebuilt from the mount table)
+	VolumeFailed    VolumeState = "failed"    // the last Attach failed; holds no controller
+)
+
+// volEntry is the registry's view of one volume.
+type volEntry struct {
+	id          string
+	spec        Spec
+	key         connKey
+	nqn         string
+	nsid        uint32
+	controllers []string // the controllers the volume holds (refcount)
+	ns          sysfs.Namespace
+	device      string
+	stagingPath string
+	stagedAt    time.Time
+	block       bool
+	state       VolumeState
+	recovered   bool   // rebuilt from a mount no record explains
+	lost        string // a controller of the volume that vanished
+	failure     *failure
+}
+
+// failure is the outcome of a failed Attach, for health.
+type failure struct {
+	reason  string
+	message string
+	at      time.Time
+}
+
+// holds reports whether the volume references its controllers.
+func (v *volEntry) holds() bool { return v.state != VolumeFailed }
+
+// refsLocked counts, per controller, the volumes that hold it.
+func (d *Daemon) refsLocked() map[string]int {
+	refs := make(map[string]int)
+	for _, v := range d.vols {
+		if !v.holds() {
+			continue
+		}
+		for _, c := range v.controllers {
+			refs[c]++
+		}
+	}
+	return refs
+}
+
+// referencedLocked reports whether any volume holds controller name.
+func (d *Daemon) referencedLocked(name string) bool {
+	for _, v := range d.vols {
+		if v.holds() && slices.Contains(v.controllers, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// findControllerLocked returns a registry controller matching k: a live one
+// first, then the lowest instance.
+func (d *Daemon) findControllerLocked(k connKey) *ctrlEntry {
+	var best *ctrlEntry
+	for _, e := range d.ctrls {
+		if !k.matches(&e.ctrl) {
+			continue
+		}
+		if best == nil ||
+			(e.ctrl.State.Live() && !best.ctrl.State.Live()) ||
+			(e.ctrl.State.Live() == best.ctrl.State.Live() && e.ctrl.Instance < best.ctrl.Instance) {
+			best = e
+		}
+	}
+	return best
+}
+
+// ownedLocked reports whether the ownership file covers controller e.
+func (d *Daemon) ownedLocked(e *ctrlEntry) bool {
+	o, ok := d.owned[e.ctrl.Name]
+	return ok && o.describes(&e.ctrl)
+}
+
+// touchLocked marks a registry change made outside the event loop, so that
+// a re-read that started before it does not undo it.
+func (d *Daemon) touchLocked(name string) {
+	d.mutation++
+	d.touched[name] = d.mutation
+}
+
+// event is something to tell the Observer once the lock is released.
+type event struct {
+	kind eventKind
+	ctrl string
+	dur  time.Duration
+}
+
+type eventKind uint8
+
+const (
+	evReconnect eventKind = iota
+	evOutageEnded
+	evOrphanFound
+	evOrphanDisconnected
+)
+
+// observeLocked applies a fresh full read of a controller. fromLoop says
+// the controller was found after the initial rebuild (its first
+// NVME_EVENT=connected uevent may still be queued).
+func (d *Daemon) observeLocked(c sysfs.Controller, now time.Time, fromLoop bool, evs *[]event) *ctrlEntry {
+	e := d.ctrls[c.Name]
+	if e == nil || keyOfController(&e.ctrl) != keyOfController(&c) {
+		e = &ctrlEntry{ctrl: c, since: now, everLive: c.State.Live(), expectUEvent: fromLoop}
+		if !c.State.Live() {
+			e.downSince = now
+		}
+		d.ctrls[c.Name] = e
+		return e
+	}
+	prev := e.ctrl.State
+	if c.StateRaw == "" {
+		// An empty state is a torn read, not a state: keep the last one.
+		c.State, c.StateRaw = e.ctrl.State, e.ctrl.StateRaw
+	}
+	e.ctrl = c
+	if prev != c.State {
+		d.transitionLocked(e, prev, c.State, now, evs)
+	}
+	return e
+}
+
+// setStateLocked applies a fresh read of the state attribute only.
+func (d *Daemon) setStateLocked(e *ctrlEntry, st sysfs.State, raw string, now time.Time, evs *[]event) {
+	prev := e.ctrl.State
+	if prev == st && e.ctrl.StateRaw == raw {
+		return
+	}
+	e.ctrl.State, e.ctrl.StateRaw = st, raw
+	if prev != st {
+		d.transitionLocked(e, prev, st, now, evs)
+	}
+}
+
+func (d *Daemon) transitionLocked(e *ctrlEntry, from, to sysfs.State, now time.Time, evs *[]event) {
+	e.transitions = append(e.transitions, Transition{From: from, To: to, At: now})
+	if n := len(e.transitions); n > maxTransitions {
+		e.transitions = slices.Delete(e.transitions, 0, n-maxTransitions)
+	}
+	e.since = now
+	name := e.ctrl.Name
+	if to.Live() {
+		if e.everLive && !e.downSince.IsZero() {
+			e.reconnects++
+			d.counters.reconnects.Add(1)
+			*evs = append(*evs, event{kind: evReconnect, ctrl: name},
+				event{kind: evOutageEnded, ctrl: name, dur: now.Sub(e.downSince)})
+			d.log.Info("controller reconnected", "controller", name, "outage", now.Sub(e.downSince).Round(time.Millisecond), "from", from.String())
+		}
+		e.everLive, e.expectUEvent = true, true
+		e.downSince, e.attempt = time.Time{}, 0
+		return
+	}
+	if e.downSince.IsZero() {
+		e.downSince = now
+	}
+	if from.Live() {
+		d.log.Warn("controller not live", "controller", name, "state", e.ctrl.StateRaw,
+			"target", hostPort(e.ctrl.Address.Traddr, e.ctrl.Address.Trsvcid), "subsysnqn", e.ctrl.SubsysNQN)
+	}
+}
+
+// connectedLocked processes NVME_EVENT=connected uevents counted for e:
+// each is a reconnect unless a transition to live already accounted for it.
+func (d *Daemon) connectedLocked(e *ctrlEntry, evs *[]event) {
+	for ; e.connected > 0; e.connected-- {
+		if e.expectUEvent {
+			e.expectUEvent = false
+			continue
+		}
+		// A reset or reconnect too quick for any re-read to see.
+		e.reconnects++
+		d.counters.reconnects.Add(1)
+		e.everLive = true
+		*evs = append(*evs, event{kind: evReconnect, ctrl: e.ctrl.Name})
+		d.log.Info("controller reconnected", "controller", e.ctrl.Name, "seen", "uevent")
+	}
+}
+
+// removeControllerLocked forgets a controller that is gone; it reports
+// whether the ownership file changed.
+func (d *Daemon) removeControllerLocked(name string) bool {
+	e := d.ctrls[name]
+	delete(d.ctrls, name)
+	for _, v := range d.vols {
+		if !slices.Contains(v.controllers, name) {
+			continue
+		}
+		// The kernel reuses instance numbers: forget the name, so a new
+		// controller called the same is not taken for this one.
+		v.controllers = slices.DeleteFunc(slices.Clone(v.controllers), func(c string) bool { return c == name })
+		v.lost = name
+		if v.holds() {
+			d.log.Warn("controller of a volume vanished", "controller", name, "volume", v.id)
+		}
+	}
+	if o, ok := d.owned[name]; ok && (e == nil || o.describes(&e.ctrl)) {
+		delete(d.owned, name)
+		return true
+	}
+	return false
+}
