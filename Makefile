@@ -12,8 +12,14 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/rds-csi .
 
+## image-binary: the binary exactly as the Dockerfile builds it (same env and flags; deploy/image_test.go keeps them in step).
+TARGETARCH ?= $(shell $(GO) env GOARCH)
+.PHONY: image-binary
+image-binary:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(TARGETARCH) $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/image/rds-csi .
+
 ## test: everything CI runs: lint, unit tests (race), short fuzzing, the QEMU lab on 6.1 and 6.12.
-test: lint unit fuzz e2e
+test: lint monitoring-check unit fuzz e2e
 
 unit:
 	$(GO) test -race -count=1 $(PKGS)
@@ -28,6 +34,23 @@ tidy-check:
 	@cp go.mod /tmp/rds-csi.go.mod.bak; cp go.sum /tmp/rds-csi.go.sum.bak 2>/dev/null || true
 	@$(GO) mod tidy
 	@if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum:"; git --no-pager diff -- go.mod go.sum; exit 1; fi
+
+## promtool: the pinned promtool (for monitoring-check), built once into a cache outside the repo.
+PROMTOOL_VERSION ?= v0.316.0
+TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rds-csi/bin
+PROMTOOL  ?= $(TOOLS_DIR)/promtool-$(PROMTOOL_VERSION)
+.PHONY: promtool monitoring-check
+promtool: $(PROMTOOL)
+
+$(PROMTOOL):
+	@mkdir -p $(TOOLS_DIR)/.build
+	GOBIN=$(TOOLS_DIR)/.build $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	mv $(TOOLS_DIR)/.build/promtool $@
+
+## monitoring-check: deploy/monitoring's alert rules (promtool check and unit tests), and package metrics' tests with promtool required (exposition lint, names used by the alerts and the dashboard).
+monitoring-check: promtool
+	cd deploy/monitoring && $(PROMTOOL) check rules alerts.yaml && $(PROMTOOL) test rules alerts_test.yaml
+	PROMTOOL=$(PROMTOOL) RDS_CSI_REQUIRE_PROMTOOL=1 $(GO) test -race -count=1 ./metrics/...
 
 ## demo: the main job: the daemon attaching a real volume in the QEMU lab through an outage.
 DEMO_KERNEL ?= 6.12

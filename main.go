@@ -20,9 +20,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/srvlab/rds-csi/csi"
 	"github.com/srvlab/rds-csi/daemon"
 	"github.com/srvlab/rds-csi/fabrics"
+	"github.com/srvlab/rds-csi/metrics"
 	"github.com/srvlab/rds-csi/sysfs"
 )
 
@@ -197,7 +200,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"hostnqn", host.NQN, "hostid", host.ID, "host_identity_source", source)
 
 	fsys := sysfs.NewFS(o.sysfsRoot)
+	obs := metrics.NewObserver()
 	d, err := daemon.New(daemon.Config{
+		Observer:        obs,
 		FS:              fsys,
 		Fabrics:         fabrics.NewClient(o.fabricsDevice, fsys),
 		StateDir:        o.stateDir,
@@ -225,7 +230,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	identity := csi.NewIdentity(o.driverName, version, d.Ready)
-	return serve(ctx, o, log, d, identity, node)
+	reg := metrics.NewRegistry(d, obs, version)
+	return serve(ctx, o, log, d, reg, identity, node)
 }
 
 func preflight(o options) error {
@@ -243,6 +249,7 @@ type lifecycle interface {
 	Start(ctx context.Context) error
 	Ready() bool
 	Close() error
+	Snapshot() daemon.Snapshot
 }
 
 // serve runs the gRPC server, the daemon and the health endpoints until a
@@ -251,7 +258,7 @@ type lifecycle interface {
 // operations fail with Unavailable until then). On a signal it stops
 // accepting calls and lets in-flight ones finish (bounded by
 // --shutdown-timeout), then stops the daemon; connections are left alone.
-func serve(ctx context.Context, o options, log *slog.Logger, d lifecycle, identity *csi.Identity, node *csi.Node) error {
+func serve(ctx context.Context, o options, log *slog.Logger, d lifecycle, reg prometheus.Gatherer, identity *csi.Identity, node *csi.Node) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -268,7 +275,10 @@ func serve(ctx context.Context, o options, log *slog.Logger, d lifecycle, identi
 	}()
 	log.Info("serving CSI", "endpoint", o.endpoint)
 
-	httpSrv, err := startHealthServer(o.metricsAddress, d, log, errc)
+	httpSrv, err := startMetricsServer(o.metricsAddress, metrics.Handler(reg, metrics.HealthFuncs{
+		Alive: metrics.LoopProgress(d, loopStallLimit(o.pollInterval)),
+		Ready: d.Ready,
+	}), log, errc)
 	if err != nil {
 		srv.Stop()
 		return err
@@ -328,9 +338,17 @@ func gracefulStop(srv grpcServer, timeout time.Duration, log *slog.Logger) {
 	}
 }
 
-// startHealthServer serves /healthz (the process is up) and /readyz (the
-// daemon finished its first reconcile) on addr; "" disables it.
-func startHealthServer(addr string, d lifecycle, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+// loopStallLimit is how long the event loop may make no pass before /healthz
+// fails: the poller passes every poll interval, so many missed intervals
+// mean it is stuck.
+func loopStallLimit(poll time.Duration) time.Duration {
+	return max(2*time.Minute, 30*poll)
+}
+
+// startMetricsServer serves /metrics, /healthz (the event loop makes
+// progress) and /readyz (the daemon finished its first reconcile) on addr;
+// "" disables it.
+func startMetricsServer(addr string, h http.Handler, log *slog.Logger, errc chan<- error) (*http.Server, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -338,27 +356,12 @@ func startHealthServer(addr string, d lifecycle, log *slog.Logger, errc chan<- e
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-address: %w", err)
 	}
-	srv := &http.Server{Handler: healthMux(d.Ready), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("health server: %w", err)
+			errc <- fmt.Errorf("metrics server: %w", err)
 		}
 	}()
-	log.Info("serving health endpoints", "address", lis.Addr().String())
+	log.Info("serving metrics and health endpoints", "address", lis.Addr().String())
 	return srv, nil
-}
-
-func healthMux(ready func() bool) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "not ready: the first reconcile is running", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ok\n")
-	})
-	return mux
 }

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,23 +110,6 @@ func TestCheckHostNetNS(t *testing.T) {
 	}
 	if err := checkHostNetNS(t.TempDir()); err == nil || !strings.Contains(err.Error(), "--skip-netns-check") {
 		t.Errorf("unreadable: %v, want a hint to --skip-netns-check", err)
-	}
-}
-
-func TestHealthMux(t *testing.T) {
-	var ready atomic.Bool
-	mux := healthMux(ready.Load)
-	get := func(path string) int {
-		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
-		return rec.Code
-	}
-	if get("/healthz") != 200 || get("/readyz") != 503 {
-		t.Errorf("before ready: healthz %d readyz %d, want 200 503", get("/healthz"), get("/readyz"))
-	}
-	ready.Store(true)
-	if get("/readyz") != 200 {
-		t.Errorf("after ready: readyz %d, want 200", get("/readyz"))
 	}
 }
 

@@ -3,9 +3,9 @@
 // Package guestenv prepares the QEMU lab guest for running the rds-csi binary
 // the way a node runs it: chrooted into the host's root filesystem (shared
 // read-only over 9p at /host), so mkfs.ext4, blkid, mount and friends are the
-// host's real Debian tools, with the guest's /dev, /proc and /sys and fresh
-// tmpfs at /tmp and /run for the state directory, the socket and the kubelet
-// paths.
+// host's real Debian tools, with the guest's /dev, /proc and /sys and a fresh
+// tmpfs at /run for the state directory, the socket and the kubelet paths.
+// The host's /tmp stays visible: binaries built there by the harness run from it.
 package guestenv
 
 import (
@@ -29,13 +29,13 @@ var (
 )
 
 // Prepare bind-mounts /dev, /proc and /sys into Root and mounts tmpfs on
-// Root/tmp and Root/run. It runs once per guest; later calls return the first
+// Root/run. It runs once per guest; later calls return the first
 // result.
 func Prepare() error {
 	prepareOnce.Do(func() {
 		for _, m := range []struct{ src, dst, fstype string }{
 			{"/dev", "/dev", ""}, {"/proc", "/proc", ""}, {"/sys", "/sys", ""},
-			{"tmpfs", "/tmp", "tmpfs"}, {"tmpfs", "/run", "tmpfs"},
+			{"tmpfs", "/run", "tmpfs"},
 		} {
 			dst := Root + m.dst
 			var err error

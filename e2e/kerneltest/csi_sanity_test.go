@@ -20,12 +20,12 @@ import (
 func startRDSCSI(t *testing.T, name string, extra ...string) (*guestenv.Daemon, string) {
 	t.Helper()
 	bin := rdsCSIBinary(t)
-	sock := "/tmp/" + name + "/csi.sock"
+	sock := "/run/" + name + "/csi.sock"
 	args := append([]string{
 		"--endpoint", "unix://" + sock,
 		"--node-id", "lab-node",
-		"--state-dir", "/tmp/" + name + "/state",
-		"--staging-root", "/tmp/" + name,
+		"--state-dir", "/run/" + name + "/state",
+		"--staging-root", "/run/" + name,
 		"--metrics-address", "127.0.0.1:0",
 		"--log-format", "text",
 		"--log-level", "debug",
@@ -59,6 +59,7 @@ func sanityConfig(endpoint, controller, root string) sanity.TestConfig {
 	cfg.TargetPath = root + "/target"
 	cfg.StagingPath = root + "/staging"
 	cfg.TestVolumeSize = 64 << 20
+	cfg.TestVolumeExpandSize = 96 << 20
 	cfg.IdempotentCount = 2
 	mk := func(p string) (string, error) { return p, os.MkdirAll(guestenv.Path(p), 0o750) }
 	rm := func(p string) error { return os.RemoveAll(guestenv.Path(p)) }
@@ -94,7 +95,7 @@ func runSanity(t *testing.T, access string) {
 	tg := target(t)
 	ctrl := startLabController(t, tg)
 	_, endpoint := startRDSCSI(t, "sanity-"+access)
-	cfg := sanityConfig(endpoint, ctrl, filepath.Join("/tmp/sanity-"+access, "paths"))
+	cfg := sanityConfig(withControllerService(t, endpoint), ctrl, filepath.Join("/run/sanity-"+access, "paths"))
 	cfg.TestVolumeAccessType = access
 	sanity.Test(t, cfg)
 }

@@ -32,12 +32,18 @@ type labController struct {
 
 	mu     sync.Mutex
 	byName map[string]*csipb.Volume
+	byID   map[string]labVolume
 	n      int
+}
+
+type labVolume struct {
+	nqn  string
+	loop nvmet.Loop
 }
 
 func startLabController(t *testing.T, tg *nvmet.Target) string {
 	t.Helper()
-	c := &labController{tg: tg, port: nextPort(), byName: map[string]*csipb.Volume{}}
+	c := &labController{tg: tg, port: nextPort(), byName: map[string]*csipb.Volume{}, byID: map[string]labVolume{}}
 	must(t, tg.AddPort(nvmet.Port{ID: c.port, Traddr: "127.0.0.1", Trsvcid: c.port}))
 	sock := filepath.Join(t.TempDir(), "controller.sock")
 	l, err := net.Listen("unix", sock)
@@ -67,6 +73,8 @@ func (c *labController) Probe(context.Context, *csipb.ProbeRequest) (*csipb.Prob
 func (c *labController) ControllerGetCapabilities(context.Context, *csipb.ControllerGetCapabilitiesRequest) (*csipb.ControllerGetCapabilitiesResponse, error) {
 	return &csipb.ControllerGetCapabilitiesResponse{Capabilities: []*csipb.ControllerServiceCapability{{
 		Type: &csipb.ControllerServiceCapability_Rpc{Rpc: &csipb.ControllerServiceCapability_RPC{Type: csipb.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME}},
+	}, {
+		Type: &csipb.ControllerServiceCapability_Rpc{Rpc: &csipb.ControllerServiceCapability_RPC{Type: csipb.ControllerServiceCapability_RPC_EXPAND_VOLUME}},
 	}}}, nil
 }
 
@@ -79,15 +87,20 @@ func (c *labController) CreateVolume(_ context.Context, req *csipb.CreateVolumeR
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if v, ok := c.byName[req.GetName()]; ok {
-		return &csipb.CreateVolumeResponse{Volume: v}, nil
-	}
 	size := req.GetCapacityRange().GetRequiredBytes()
 	if size == 0 {
 		size = 64 << 20
 	}
 	mb := int((size + (1<<20 - 1)) >> 20)
-	dev, err := c.tg.NullBlk(mb)
+	if v, ok := c.byName[req.GetName()]; ok {
+		if v.CapacityBytes != int64(mb)<<20 {
+			return nil, status.Errorf(codes.AlreadyExists, "volume %s exists with %d bytes", req.GetName(), v.CapacityBytes)
+		}
+		return &csipb.CreateVolumeResponse{Volume: v}, nil
+	}
+	// A sparse file on the guest's tmpfs behind a loop device, so that
+	// ControllerExpandVolume can grow it the way an RDS grows a file disk.
+	loop, err := c.tg.LoopFile("/tmp", mb)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -96,7 +109,7 @@ func (c *labController) CreateVolume(_ context.Context, req *csipb.CreateVolumeR
 	nqn := uniqueNQN(id)
 	for _, err := range []error{
 		c.tg.AddSubsystem(nvmet.Subsystem{NQN: nqn, AllowAnyHost: true}),
-		c.tg.AddNamespace(nqn, nvmet.Namespace{NSID: 1, Device: dev}),
+		c.tg.AddNamespace(nqn, nvmet.Namespace{NSID: 1, Device: loop.Device}),
 		c.tg.Link(c.port, nqn),
 	} {
 		if err != nil {
@@ -115,6 +128,7 @@ func (c *labController) CreateVolume(_ context.Context, req *csipb.CreateVolumeR
 		},
 	}
 	c.byName[req.GetName()] = v
+	c.byID[id] = labVolume{nqn: nqn, loop: loop}
 	return &csipb.CreateVolumeResponse{Volume: v}, nil
 }
 
@@ -130,9 +144,35 @@ func (c *labController) ValidateVolumeCapabilities(_ context.Context, req *csipb
 	if req.GetVolumeId() == "" || len(req.GetVolumeCapabilities()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "volume id and capabilities required")
 	}
+	c.mu.Lock()
+	_, ok := c.byID[req.GetVolumeId()]
+	c.mu.Unlock()
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "no volume %s", req.GetVolumeId())
+	}
 	return &csipb.ValidateVolumeCapabilitiesResponse{Confirmed: &csipb.ValidateVolumeCapabilitiesResponse_Confirmed{
 		VolumeCapabilities: req.GetVolumeCapabilities(),
 	}}, nil
+}
+
+// ControllerExpandVolume grows the volume's file and tells the target, which
+// tells connected hosts; the node plugin then rescans and grows the filesystem.
+func (c *labController) ControllerExpandVolume(_ context.Context, req *csipb.ControllerExpandVolumeRequest) (*csipb.ControllerExpandVolumeResponse, error) {
+	if req.GetVolumeId() == "" || req.GetCapacityRange() == nil {
+		return nil, status.Error(codes.InvalidArgument, "volume id and capacity range required")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.byID[req.GetVolumeId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "no volume %s", req.GetVolumeId())
+	}
+	size := req.GetCapacityRange().GetRequiredBytes()
+	mb := int((size + (1<<20 - 1)) >> 20)
+	if err := c.tg.Grow(v.nqn, 1, v.loop, mb); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &csipb.ControllerExpandVolumeResponse{CapacityBytes: int64(mb) << 20, NodeExpansionRequired: true}, nil
 }
 
 // rdsCSIBinary is the host path of the rds-csi binary the harness built (the

@@ -35,9 +35,9 @@ const (
 	port     = 4420
 	metrics  = "127.0.0.1:9809"
 	// Paths as the daemon sees them (inside the chroot).
-	socket  = "/tmp/csi/csi.sock"
-	staging = "/tmp/kubelet/plugins/kubernetes.io/csi/rds.csi.srvlab.io/demo/globalmount"
-	publish = "/tmp/kubelet/pods/demo/volumes/kubernetes.io~csi/pvc-3f2a9c1e-demo/mount"
+	socket  = "/run/csi/csi.sock"
+	staging = "/run/kubelet/plugins/kubernetes.io/csi/rds.csi.srvlab.io/demo/globalmount"
+	publish = "/run/kubelet/pods/demo/volumes/kubernetes.io~csi/pvc-3f2a9c1e-demo/mount"
 )
 
 func say(format string, a ...any) { fmt.Printf("| "+format+"\n", a...) }
@@ -207,8 +207,8 @@ func startDaemon(binary string) (*guestenv.Daemon, error) {
 	d, err := guestenv.Start(binary,
 		"--endpoint", "unix://"+socket,
 		"--node-id", "lab-node",
-		"--state-dir", "/tmp/rds-csi",
-		"--staging-root", "/tmp/kubelet",
+		"--state-dir", "/run/rds-csi",
+		"--staging-root", "/run/kubelet",
 		"--metrics-address", metrics,
 		"--log-format", "text",
 	)
