@@ -139,8 +139,8 @@ func run(binary string) error {
 		return err
 	}
 	say("wrote 8 MiB to the volume and fsynced it (sha256 %s...)", sum.checksum[:16])
-	sum.reconnectsBefore = scrape("rds_csi_controller_reconnects_total")
-	say("metrics before the outage: %s", sum.reconnectsBefore)
+	sum.reconnectsBefore = metric("rds_csi_controller_reconnects_total", nqn)
+	say("metrics before the outage: rds_csi_controller_state %s, rds_csi_controller_reconnects_total %s", controllerState(), sum.reconnectsBefore)
 
 	say("FAULT: unlinking the target port (the listener closes)")
 	if err := tg.Unlink(1, nqn); err != nil {
@@ -154,7 +154,8 @@ func run(binary string) error {
 	sum.detect = time.Since(t1)
 	sum.reason, sum.message = h.GetReason(), h.GetMessage()
 	say("NodeGetVolumeHealth: INACCESSIBLE after %s: %s: %s", sum.detect.Round(time.Millisecond), sum.reason, sum.message)
-	say("metrics during the outage: %s", scrape("rds_csi_controller_state"))
+	say("metrics during the outage: rds_csi_controller_state %s, rds_csi_controller_not_live_seconds %s",
+		controllerState(), metric("rds_csi_controller_not_live_seconds", nqn))
 	time.Sleep(3 * time.Second) // let a few reconnect attempts fail
 	h, _ = waitHealth(ctx, node, csipb.VolumeHealthErrorType_INACCESSIBLE)
 	say("NodeGetVolumeHealth 3s later: %s: %s", h.GetReason(), h.GetMessage())
@@ -169,8 +170,9 @@ func run(binary string) error {
 	}
 	sum.recover = time.Since(t2)
 	say("NodeGetVolumeHealth: healthy again after %s", sum.recover.Round(time.Millisecond))
-	sum.reconnectsAfter = scrape("rds_csi_controller_reconnects_total")
-	say("metrics after recovery: %s", sum.reconnectsAfter)
+	sum.reconnectsAfter = metric("rds_csi_controller_reconnects_total", nqn)
+	say("metrics after recovery: rds_csi_controller_state %s, rds_csi_controller_reconnects_total %s, rds_csi_controller_outage_duration_seconds_count %s",
+		controllerState(), sum.reconnectsAfter, metric("rds_csi_controller_outage_duration_seconds_count", ""))
 
 	got, err := os.ReadFile(file)
 	if err != nil {
@@ -180,6 +182,9 @@ func run(binary string) error {
 		return errors.New("data read back after the outage differs from what was written")
 	}
 	say("read the 8 MiB back: checksum matches")
+	if sum.reconnectsBefore != "0" || sum.reconnectsAfter != "1" {
+		return fmt.Errorf("rds_csi_controller_reconnects_total went from %q to %q, want 0 to 1", sum.reconnectsBefore, sum.reconnectsAfter)
+	}
 
 	if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: volumeID, TargetPath: publish}); err != nil {
 		return fmt.Errorf("NodeUnpublishVolume: %w", err)
@@ -198,7 +203,7 @@ func run(binary string) error {
 	say("  stage (connect + mkfs.ext4 + mount): %s", sum.stage.Round(time.Millisecond))
 	say("  port unlink -> volume health INACCESSIBLE: %s (%s)", sum.detect.Round(time.Millisecond), sum.reason)
 	say("  port relink -> healthy: %s", sum.recover.Round(time.Millisecond))
-	say("  reconnects counted: before %s, after %s", sum.reconnectsBefore, sum.reconnectsAfter)
+	say("  rds_csi_controller_reconnects_total: %s before the outage, %s after it", sum.reconnectsBefore, sum.reconnectsAfter)
 	say("  8 MiB written before the outage read back intact after it: yes")
 	return nil
 }
@@ -287,24 +292,31 @@ func writeSynced(path string, data []byte) error {
 	return f.Close()
 }
 
-// scrape returns the exposition lines of one metric family.
-func scrape(family string) string {
+// metric returns the value of the first series of a metric family whose
+// labels contain match ("" when there is none), scraped from /metrics.
+func metric(family, match string) string {
 	resp, err := http.Get("http://" + metrics + "/metrics")
 	if err != nil {
 		return "scrape failed: " + err.Error()
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var lines []string
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, family) && !strings.HasSuffix(l, " 0") {
-			lines = append(lines, l)
+		if (strings.HasPrefix(l, family+"{") || strings.HasPrefix(l, family+" ")) && strings.Contains(l, match) {
+			return l[strings.LastIndexByte(l, ' ')+1:]
 		}
 	}
-	if len(lines) == 0 {
-		return "(no " + family + " series)"
+	return ""
+}
+
+// controllerState names the state whose state-set series is 1.
+func controllerState() string {
+	for _, st := range []string{"live", "connecting", "resetting", "deleting", "new", "dead", "unknown"} {
+		if metric("rds_csi_controller_state", `state="`+st+`"`) == "1" {
+			return st
+		}
 	}
-	return strings.Join(lines, "; ")
+	return "?"
 }
 
 func kernelRelease() string {
