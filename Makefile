@@ -18,8 +18,8 @@ TARGETARCH ?= $(shell $(GO) env GOARCH)
 image-binary:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(TARGETARCH) $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/image/rds-csi .
 
-## test: everything CI runs: lint, unit tests (race), short fuzzing, the QEMU lab on 6.1 and 6.12.
-test: lint monitoring-check unit fuzz e2e
+## test: everything CI runs: lint, the image binary, alert rules, unit tests (race), short fuzzing, the QEMU lab on 6.1 and 6.12.
+test: lint image-binary monitoring-check unit fuzz e2e
 
 unit:
 	$(GO) test -race -count=1 $(PKGS)
@@ -27,11 +27,10 @@ unit:
 lint: tidy-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	GOOS=darwin $(GO) vet ./fabrics/... ./sysfs/...
+	GOOS=darwin $(GO) vet ./fabrics/... ./sysfs/... ./daemon/... ./csi/...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 tidy-check:
-	@cp go.mod /tmp/rds-csi.go.mod.bak; cp go.sum /tmp/rds-csi.go.sum.bak 2>/dev/null || true
 	@$(GO) mod tidy
 	@if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum:"; git --no-pager diff -- go.mod go.sum; exit 1; fi
 
@@ -73,8 +72,9 @@ fixtures: lab-deps
 
 ## fuzz: each fuzz target for a short fixed budget.
 FUZZTIME ?= 5s
+FUZZ_PKGS ?= ./fabrics ./sysfs ./csi ./daemon
 fuzz:
-	@set -e; for pkg in ./fabrics ./sysfs; do \
+	@set -e; for pkg in $(FUZZ_PKGS); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
