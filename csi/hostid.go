@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/srvlab/rds-csi/fabrics"
+	"github.com/srvlab/rds-csi/internal/atomicfile"
 )
 
 // HostIdentity is the NVMe host NQN and host ID this node connects with.
@@ -61,14 +62,14 @@ const (
 // (it may be in use by live controllers: do not silently replace it).
 func LoadHostIdentity(systemDir, stateDir string) (id HostIdentity, source string, warnings []string, err error) {
 	nqn, w1 := readSystemValue(systemDir, "hostnqn", func(s string) bool { return fabrics.ValidateNQN(s) == nil })
-	hid, w2 := readSystemValue(systemDir, "hostid", isUUID)
+	hid, w2 := readSystemValue(systemDir, "hostid", fabrics.IsUUID)
 	warnings = append(w1, w2...)
 
 	switch {
 	case nqn != "" && hid != "":
 		return HostIdentity{NQN: nqn, ID: hid}, HostIdentityFromSystem, warnings, nil
 	case nqn != "":
-		if u, ok := strings.CutPrefix(nqn, uuidNQNPrefix); ok && isUUID(u) {
+		if u, ok := strings.CutPrefix(nqn, uuidNQNPrefix); ok && fabrics.IsUUID(u) {
 			return HostIdentity{NQN: nqn, ID: strings.ToLower(u)}, HostIdentityDerived, warnings, nil
 		}
 	case hid != "":
@@ -182,64 +183,5 @@ func storeIdentity(stateDir string, h HostIdentity) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(stateDir, hostIdentityFile), append(b, '\n'), 0o644)
-}
-
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// isUUID reports whether s is a UUID in 8-4-4-4-12 hexadecimal form.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
+	return atomicfile.WriteFile(filepath.Join(stateDir, hostIdentityFile), append(b, '\n'), 0o644)
 }

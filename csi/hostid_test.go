@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/srvlab/rds-csi/fabrics"
 )
 
 func writeFile(t *testing.T, path, content string) {
@@ -135,7 +137,7 @@ func TestNewHostIDIsV4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !isUUID(id) || id[14] != '4' || !strings.ContainsRune("89ab", rune(id[19])) {
+	if !fabrics.IsUUID(id) || id[14] != '4' || !strings.ContainsRune("89ab", rune(id[19])) {
 		t.Errorf("%q is not a version 4 UUID", id)
 	}
 }

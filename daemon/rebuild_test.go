@@ -217,38 +217,6 @@ func TestStateFileCorrupt(t *testing.T) {
 	}
 }
 
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "sub", "f.json")
-	for _, content := range []string{"one\n", "two, longer\n", ""} {
-		if err := writeFileAtomic(path, []byte(content)); err != nil {
-			t.Fatal(err)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(b) != content {
-			t.Errorf("content %q, want %q", b, content)
-		}
-	}
-	entries, _ := os.ReadDir(filepath.Dir(path))
-	if len(entries) != 1 {
-		t.Errorf("entries %v, want only f.json", entries)
-	}
-	// The directory is not writable: the error surfaces and the old file
-	// stays.
-	if os.Geteuid() != 0 {
-		if err := os.Chmod(filepath.Dir(path), 0o500); err != nil {
-			t.Fatal(err)
-		}
-		defer os.Chmod(filepath.Dir(path), 0o700)
-		if err := writeFileAtomic(path, []byte("three")); err == nil {
-			t.Error("write into a read-only dir succeeded")
-		}
-	}
-}
-
 func TestParseMountInfo(t *testing.T) {
 	in := strings.Join([]string{
 		`36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue`,

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/srvlab/rds-csi/internal/atomicfile"
 )
 
 // stateFileName is the ownership file in Config.StateDir.
@@ -114,60 +116,9 @@ func (d *Daemon) persist() error {
 	if err != nil {
 		return fmt.Errorf("daemon: encode state: %w", err)
 	}
-	if err := writeFileAtomic(d.statePath(), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(d.statePath(), append(b, '\n'), 0o600); err != nil {
 		d.counters.stateWriteErrors.Add(1)
 		return fmt.Errorf("daemon: write state file: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data: a temporary file in the same
-// directory, fsync, rename over path, fsync of the directory. A reader sees
-// the old or the new content, never a mix, even across a crash.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -269,7 +269,7 @@ func nqnProblem(s string) string {
 	if hasUser && user == "" {
 		return "the string after ':' must not be empty"
 	}
-	if u, ok := strings.CutPrefix(s, uuidNQNPrefix); ok && !isUUID(u) {
+	if u, ok := strings.CutPrefix(s, uuidNQNPrefix); ok && !IsUUID(u) {
 		return `"` + uuidNQNPrefix + `" must be followed by a UUID`
 	}
 	return ""
@@ -304,9 +304,9 @@ func allDigits(s string) bool {
 	return true
 }
 
-// isUUID reports whether s is a UUID in the 8-4-4-4-12 hexadecimal form the
+// IsUUID reports whether s is a UUID in the 8-4-4-4-12 hexadecimal form the
 // kernel's uuid_parse accepts (either case).
-func isUUID(s string) bool {
+func IsUUID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}
@@ -333,7 +333,7 @@ func checkUUID(field, v string) *OptionError {
 	if err := checkText(field, v); err != nil {
 		return err
 	}
-	if !isUUID(v) {
+	if !IsUUID(v) {
 		return invalid(field, v, ruleUUID)
 	}
 	return nil
