@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
+	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/srvlab/rds-csi/e2e/guestenv"
 )
@@ -97,5 +99,17 @@ func runSanity(t *testing.T, access string) {
 	_, endpoint := startRDSCSI(t, "sanity-"+access)
 	cfg := sanityConfig(withControllerService(t, endpoint), ctrl, filepath.Join("/run/sanity-"+access, "paths"))
 	cfg.TestVolumeAccessType = access
+	var passed int
+	ginkgo.ReportAfterSuite("count passed specs", func(r ginkgo.Report) {
+		for _, s := range r.SpecReports {
+			if s.LeafNodeType == types.NodeTypeIt && s.State == types.SpecStatePassed {
+				passed++
+			}
+		}
+	})
 	sanity.Test(t, cfg)
+	t.Logf("csi-sanity (%s access): %d specs passed", access, passed)
+	if passed == 0 {
+		t.Fatal("csi-sanity passed no spec: the suite did not really run")
+	}
 }
