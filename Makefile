@@ -64,7 +64,7 @@ lab-deps:
 	@command -v qemu-system-x86_64 >/dev/null && command -v busybox >/dev/null && command -v depmod >/dev/null && command -v cpio >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 busybox-static kmod cpio xz-utils zstd file)
 
-## fixtures: re-capture testdata/sysfs from the real kernels in the lab.
+## fixtures: re-capture testdata/sysfs and daemon/testdata/kmsg/captured-* from the real kernels in the lab.
 fixtures: lab-deps
 	rm -rf testdata/sysfs.new && mkdir -p testdata/sysfs.new
 	RDS_CSI_E2E=1 RDS_CSI_CAPTURE_DIR=$(CURDIR)/testdata/sysfs.new $(GO) test -count=1 -run TestLab ./e2e/

@@ -62,6 +62,7 @@ type options struct {
 	deviceTimeout   time.Duration
 	startupJitter   time.Duration
 	noEvents        bool
+	kmsg            bool
 }
 
 func parseFlags(fset *flag.FlagSet, args []string) (options, error) {
@@ -88,7 +89,8 @@ func parseFlags(fset *flag.FlagSet, args []string) (options, error) {
 	fset.BoolVar(&o.cleanupDryRun, "cleanup-dry-run", false, "log what orphan cleanup would disconnect, without disconnecting")
 	fset.DurationVar(&o.deviceTimeout, "device-timeout", 30*time.Second, "how long to wait for a namespace's block device after a connect")
 	fset.DurationVar(&o.startupJitter, "startup-jitter", 0, "random delay (up to this) before the first orphan cleanup, so a DaemonSet rollout does not act on every node at once")
-	fset.BoolVar(&o.noEvents, "no-events", false, "do not subscribe to uevents and netlink (the poller still runs)")
+	fset.BoolVar(&o.noEvents, "no-events", false, "do not subscribe to uevents and netlink, nor read the kernel log (the poller still runs)")
+	fset.BoolVar(&o.kmsg, "kmsg", true, "read the kernel log (/dev/kmsg, needs CAP_SYSLOG) to see controller faults within milliseconds; without it, or with --kmsg=false, faults are seen by uevents and the poller")
 	if err := fset.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -214,6 +216,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		DeviceTimeout:   o.deviceTimeout,
 		StartupJitter:   o.startupJitter,
 		NoEvents:        o.noEvents,
+		NoKmsg:          !o.kmsg,
 		Logger:          log.With("component", "daemon"),
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"time"
 
@@ -106,9 +107,18 @@ type Config struct {
 	// default 4.
 	MaxConcurrentConnects int
 	Logger                *slog.Logger // default slog.Default()
-	// NoEvents disables the uevent and netlink subscriptions (tests, or
-	// hosts where they are unavailable); the poller still runs.
+	// NoEvents disables the uevent and netlink subscriptions and the
+	// kernel log reader (tests, or hosts where they are unavailable); the
+	// poller still runs.
 	NoEvents bool
+	// KmsgPath is the kernel log device read for NVMe controller records
+	// (each one triggers an immediate re-read of that controller's state,
+	// and reconnect attempts are taken from their text); default
+	// /dev/kmsg. Reading it needs CAP_SYSLOG: without it, or without the
+	// device, the daemon logs once and relies on uevents and polling
+	// (Counters.KmsgActive says which). NoKmsg disables the reader.
+	KmsgPath string
+	NoKmsg   bool
 
 	// Connector creates and removes controllers instead of Fabrics (tests,
 	// or a wrapper that adds tracing). One of the two is required; when both
@@ -128,6 +138,7 @@ type Config struct {
 	backoff     *wait.Backoff                       // connect retry schedule; default defaultBackoff
 	openUEvents func() (ueventSource, error)        // default openNetlinkUEvents
 	watchNet    func(context.Context, func()) error // default watchNetlink
+	openKmsg    func(string) (io.ReadCloser, error) // default openKmsg
 }
 
 // Connector is what the daemon needs from package fabrics;

@@ -45,8 +45,15 @@ type Daemon struct {
 
 	trigger     chan struct{} // coalescing "something changed"
 	pendingFull atomic.Bool   // the next pass re-reads everything
+	pendingAll  atomic.Bool   // the next pass re-reads the state of every known controller
 	scanMu      sync.Mutex    // one re-read at a time
 	persistMu   sync.Mutex    // one state file writer at a time
+	ownersDirty bool          // under mu: a stale ownership record was dropped; persist soon
+
+	// pendingNames: controllers whose state the next pass re-reads (a
+	// kernel log record named them), when no wider pass is pending.
+	pendingMu    sync.Mutex
+	pendingNames map[string]struct{}
 
 	mu       sync.Mutex // guards the registry below
 	ctrls    map[string]*ctrlEntry
@@ -57,6 +64,9 @@ type Daemon struct {
 	// pendingConnected counts NVME_EVENT=connected uevents per controller
 	// name until the loop accounts for them.
 	pendingConnected map[string]int
+	// byDev maps a controller's char device (its dev attribute) to its
+	// name: kernel log records name the device.
+	byDev map[sysfs.DevNum]string
 
 	lifeMu  sync.Mutex
 	started bool
@@ -86,6 +96,7 @@ func New(cfg Config) (*Daemon, error) {
 	cfg.CleanupInterval = cmp.Or(cfg.CleanupInterval, DefaultCleanupInterval)
 	cfg.DeviceTimeout = cmp.Or(cfg.DeviceTimeout, DefaultDeviceTimeout)
 	cfg.MaxConcurrentConnects = cmp.Or(cfg.MaxConcurrentConnects, DefaultMaxConcurrentConnects)
+	cfg.KmsgPath = cmp.Or(cfg.KmsgPath, DefaultKmsgPath)
 	for name, v := range map[string]time.Duration{
 		"PollInterval": cfg.PollInterval, "OrphanGrace": cfg.OrphanGrace,
 		"CleanupInterval": cfg.CleanupInterval, "DeviceTimeout": cfg.DeviceTimeout,
@@ -113,6 +124,9 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.watchNet == nil {
 		cfg.watchNet = watchNetlink
 	}
+	if cfg.openKmsg == nil {
+		cfg.openKmsg = openKmsg
+	}
 	obs := cfg.Observer
 	if obs == nil {
 		obs = NopObserver{}
@@ -129,8 +143,10 @@ func New(cfg Config) (*Daemon, error) {
 		vols:    map[string]*volEntry{},
 		owned:   map[string]owner{},
 		touched: map[string]uint64{},
+		byDev:   map[sysfs.DevNum]string{},
 
 		pendingConnected: map[string]int{},
+		pendingNames:     map[string]struct{}{},
 	}
 	d.counters.init()
 	return d, nil
@@ -324,6 +340,7 @@ func (d *Daemon) goLoop(ctx context.Context) {
 	if d.cfg.NoEvents {
 		return
 	}
+	d.startKmsg(ctx)
 	src, err := d.cfg.openUEvents()
 	if err != nil {
 		d.log.Warn("kernel uevents unavailable; relying on polling", "error", err)

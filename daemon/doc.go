@@ -62,6 +62,25 @@
 // counted once, whether it is seen as a transition to live by a re-read, as
 // an NVME_EVENT=connected uevent, or both.
 //
+// # Kernel log
+//
+// The NVMe host driver logs every controller event with the controller's
+// char device in the record's dictionary (DEVICE=c245:0), within
+// milliseconds of a fault, while the poller may look a second later. A
+// reader of Config.KmsgPath (/dev/kmsg; it starts at the end, history is
+// not replayed) maps the device to a registry controller through its dev
+// attribute and asks the loop for a state-only re-read of that controller;
+// records about other devices, or unknown texts, only cost a parse. A
+// sequence gap (EPIPE, or a jump in the record numbers) forces a full
+// re-read. The text gives the reconnect attempt, which sysfs does not
+// expose ("Failed reconnect attempt 3/-1" on 6.12, "Failed reconnect
+// attempt 3" on 6.1): ControllerInfo.Attempt is the last failed attempt of
+// the current outage, reset by "starting error recovery", by "Successfully
+// reconnected" and by the transition to live. Reconnects are still counted
+// from transitions and uevents only. Without CAP_SYSLOG or without the
+// device the daemon logs once and relies on uevents and the poller;
+// Counters.KmsgActive says which mode it is in.
+//
 // # Orphans
 //
 // An orphan is an owned controller that backs no staged, attached or

@@ -14,7 +14,26 @@ import (
 func (d *Daemon) kick(full bool) {
 	if full {
 		d.pendingFull.Store(true)
+	} else {
+		d.pendingAll.Store(true)
 	}
+	d.signal()
+}
+
+// kickControllers asks the loop for a re-read of the state of the named
+// controllers only (a kernel log record named them). It never blocks; the
+// names accumulate until the next pass, and a pending wider pass covers
+// them.
+func (d *Daemon) kickControllers(names ...string) {
+	d.pendingMu.Lock()
+	for _, n := range names {
+		d.pendingNames[n] = struct{}{}
+	}
+	d.pendingMu.Unlock()
+	d.signal()
+}
+
+func (d *Daemon) signal() {
 	select {
 	case d.trigger <- struct{}{}:
 	default:
@@ -28,7 +47,19 @@ func (d *Daemon) consume(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-d.trigger:
-			d.resync(d.pendingFull.Swap(false))
+			full, all := d.pendingFull.Swap(false), d.pendingAll.Swap(false)
+			d.pendingMu.Lock()
+			var names []string
+			for n := range d.pendingNames {
+				names = append(names, n)
+			}
+			clear(d.pendingNames)
+			d.pendingMu.Unlock()
+			if full || all || len(names) == 0 {
+				d.resync(full)
+			} else {
+				d.pass(false, names)
+			}
 		}
 	}
 }
@@ -38,15 +69,22 @@ func (d *Daemon) consume(ctx context.Context) {
 // nothing changed it changes nothing (and logs nothing). A state-only pass
 // that finds a controller gone, or a connected uevent for an unknown
 // controller, turns into a full pass.
-func (d *Daemon) resync(full bool) {
+func (d *Daemon) resync(full bool) { d.pass(full, nil) }
+
+// pass is resync, with a state-only pass limited to the controllers in only
+// when only is not nil.
+func (d *Daemon) pass(full bool, only []string) {
 	d.scanMu.Lock()
 	defer d.scanMu.Unlock()
 
 	d.mu.Lock()
 	start := d.mutation
-	names := make([]string, 0, len(d.ctrls))
-	for name := range d.ctrls {
-		names = append(names, name)
+	names := only
+	if names == nil {
+		names = make([]string, 0, len(d.ctrls))
+		for name := range d.ctrls {
+			names = append(names, name)
+		}
 	}
 	d.mu.Unlock()
 
@@ -145,6 +183,8 @@ func (d *Daemon) rescan(start uint64) {
 		}
 	}
 	d.pruneTouchedLocked(start)
+	persist = persist || d.ownersDirty
+	d.ownersDirty = false
 	d.mu.Unlock()
 	d.emit(evs)
 	if persist {

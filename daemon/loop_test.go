@@ -61,6 +61,7 @@ func loopEnv(t *testing.T, spec sysfstest.Spec) (*env, *fakeUEvents) {
 	e.cfg.NoEvents = false
 	e.cfg.openUEvents = func() (ueventSource, error) { return src, nil }
 	e.cfg.watchNet = func(ctx context.Context, _ func()) error { <-ctx.Done(); return nil }
+	e.cfg.NoKmsg = true // the host's kernel log stays out of these tests
 	e.start()
 	return e, src
 }

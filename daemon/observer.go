@@ -56,6 +56,9 @@ type counters struct {
 	connectOK           atomic.Int64
 	connectFailed       atomic.Int64
 	connectNanos        atomic.Int64 // sum of connect durations
+	kmsgActive          atomic.Bool  // the kernel log reader is running
+	kmsgRecords         atomic.Int64 // kernel log records about known controllers
+	kmsgGaps            atomic.Int64 // kernel log sequence gaps
 	// connectErrors by fabrics.ErrorClass; the map is filled by init and
 	// only read afterwards.
 	connectErrors map[string]*atomic.Int64
@@ -86,6 +89,16 @@ type Counters struct {
 	// ConnectDuration is the sum of the durations of all connect writes
 	// (successes and failures), for an average with their count.
 	ConnectDuration time.Duration
+	// KmsgActive: the kernel log (/dev/kmsg) trigger is running; false
+	// means controller faults are seen by uevents and the poller only
+	// (disabled, no CAP_SYSLOG, no device, or the reader failed).
+	KmsgActive bool
+	// KmsgRecords counts kernel log records about a known NVMe controller
+	// (each triggered a re-read of its state); KmsgGaps counts sequence
+	// gaps (records lost before they were read; each forced a full
+	// re-read).
+	KmsgRecords int64
+	KmsgGaps    int64
 }
 
 func (c *counters) snapshot() Counters {
@@ -101,6 +114,9 @@ func (c *counters) snapshot() Counters {
 		ConnectSuccesses:    c.connectOK.Load(),
 		ConnectFailures:     c.connectFailed.Load(),
 		ConnectDuration:     time.Duration(c.connectNanos.Load()),
+		KmsgActive:          c.kmsgActive.Load(),
+		KmsgRecords:         c.kmsgRecords.Load(),
+		KmsgGaps:            c.kmsgGaps.Load(),
 		ConnectErrors:       make(map[string]int64, len(c.connectErrors)),
 	}
 	for k, v := range c.connectErrors {

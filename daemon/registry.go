@@ -274,6 +274,17 @@ const (
 // NVME_EVENT=connected uevent may still be queued).
 func (d *Daemon) observeLocked(c sysfs.Controller, now time.Time, fromLoop bool, evs *[]event) *ctrlEntry {
 	e := d.ctrls[c.Name]
+	var oldDev sysfs.DevNum
+	if e != nil {
+		oldDev = e.ctrl.Dev
+	}
+	d.indexDevLocked(c.Name, oldDev, c.Dev)
+	if o, ok := d.owned[c.Name]; ok && !o.describes(&c) {
+		// The kernel reused the name of a controller this driver owned for
+		// one it does not: the record is stale.
+		delete(d.owned, c.Name)
+		d.ownersDirty = true
+	}
 	if e == nil || keyOfController(&e.ctrl) != keyOfController(&c) {
 		e = &ctrlEntry{ctrl: c, since: now, everLive: c.State.Live(), expectUEvent: fromLoop}
 		if !c.State.Live() {
@@ -356,6 +367,9 @@ func (d *Daemon) connectedLocked(e *ctrlEntry, evs *[]event) {
 func (d *Daemon) removeControllerLocked(name string) bool {
 	e := d.ctrls[name]
 	delete(d.ctrls, name)
+	if e != nil && d.byDev[e.ctrl.Dev] == name {
+		delete(d.byDev, e.ctrl.Dev)
+	}
 	for _, v := range d.vols {
 		if !slices.Contains(v.controllers, name) {
 			continue
@@ -368,7 +382,10 @@ func (d *Daemon) removeControllerLocked(name string) bool {
 			d.log.Warn("controller of a volume vanished", "controller", name, "volume", v.id)
 		}
 	}
-	if o, ok := d.owned[name]; ok && (e == nil || o.describes(&e.ctrl)) {
+	// The name is gone from sysfs: any ownership record under it is stale,
+	// whether it describes the controller the registry last saw or an
+	// earlier one that had the same (reused) name.
+	if _, ok := d.owned[name]; ok {
 		delete(d.owned, name)
 		return true
 	}

@@ -76,7 +76,7 @@ func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
 	}
 	fmt.Fprintf(&job, "export RDS_CSI_BINARY=%s\nrc=0\n: > /out/kerneltest.log\n", r.rdsCSI)
 	for _, inv := range invocations {
-		fmt.Fprintf(&job, "./kerneltest.test -test.v -test.timeout=240s %s >> /out/kerneltest.log 2>&1 || rc=1\n", inv)
+		fmt.Fprintf(&job, "./kerneltest.test -test.v -test.timeout=400s %s >> /out/kerneltest.log 2>&1 || rc=1\n", inv)
 	}
 	job.WriteString("tail -n 3 /out/kerneltest.log\nexit $rc\n")
 
@@ -120,11 +120,15 @@ func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
 		t.Fatalf("guest test binary exited %d though no test failed; console:\n%s", res.JobExit, tail(filepath.Join(runDir, "console.log"), 60))
 	}
 	if dst := os.Getenv("RDS_CSI_CAPTURE_DIR"); dst != "" {
-		src := filepath.Join(runDir, "fixtures")
-		if _, err := os.Stat(src); err == nil {
-			out, err := exec.Command("cp", "-a", src+"/.", dst).CombinedOutput()
-			if err != nil {
-				t.Fatalf("copy fixtures: %v: %s", err, out)
+		for src, to := range map[string]string{
+			filepath.Join(runDir, "fixtures"): dst,                                                 // sysfs trees
+			filepath.Join(runDir, "kmsg"):     filepath.Join(ModuleRoot(), "daemon/testdata/kmsg"), // kernel log records
+		} {
+			if _, err := os.Stat(src); err == nil {
+				out, err := exec.Command("cp", "-a", src+"/.", to).CombinedOutput()
+				if err != nil {
+					t.Fatalf("copy captures: %v: %s", err, out)
+				}
 			}
 		}
 	}
@@ -175,7 +179,7 @@ func TestLab(t *testing.T) {
 	for _, r := range runs {
 		r.rdsCSI = rdsCSI
 		if capture {
-			r.run = "^TestLayout"
+			r.run = "^(TestLayout|TestKmsgCapture)"
 			r.env = append(r.env, "RDS_CSI_CAPTURE=1")
 		}
 		t.Run(r.name(), func(t *testing.T) { bootAndReport(ctx, t, r, bin) })

@@ -93,6 +93,12 @@ var (
 		"State-only re-reads of the known controllers (the poller and netlink events).")
 	descStateWriteErrors = desc("state_file", "write_errors_total",
 		"Failed writes of the ownership state file.")
+	descKmsgActive = desc("kmsg", "trigger_active",
+		"1 while the kernel log (/dev/kmsg) trigger runs: controller faults are seen within milliseconds; 0 when the daemon relies on uevents and polling (disabled, no CAP_SYSLOG, no device, or the reader failed).")
+	descKmsgRecords = desc("kmsg", "records_total",
+		"Kernel log records about a known NVMe controller; each triggered a re-read of its state.")
+	descKmsgGaps = desc("kmsg", "gaps_total",
+		"Kernel log sequence gaps (records overwritten before they were read); each forced a full re-read of sysfs.")
 
 	descBuildInfo = desc("", "build_info",
 		"Build of the running rds-csi (always 1).", "version", "goversion")
@@ -123,6 +129,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		descControllers, descVolumesStaged,
 		descConnectAttempts, descConnectErrors, descReconnects, descOrphansFound, descOrphansDisconnected,
 		descUEvents, descUEventOverflows, descResyncs, descPolls, descStateWriteErrors,
+		descKmsgActive, descKmsgRecords, descKmsgGaps,
 		descBuildInfo,
 	} {
 		ch <- d
@@ -212,6 +219,13 @@ func collectCounters(ch chan<- prometheus.Metric, k *daemon.Counters) {
 	counter(ch, descResyncs, float64(k.Resyncs))
 	counter(ch, descPolls, float64(k.Polls))
 	counter(ch, descStateWriteErrors, float64(k.StateWriteErrors))
+	active := 0.0
+	if k.KmsgActive {
+		active = 1
+	}
+	gauge(ch, descKmsgActive, active)
+	counter(ch, descKmsgRecords, float64(k.KmsgRecords))
+	counter(ch, descKmsgGaps, float64(k.KmsgGaps))
 }
 
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {

@@ -96,6 +96,7 @@ func populatedSnapshot() daemon.Snapshot {
 			OrphansFound: 3, OrphansDisconnected: 1, StateWriteErrors: 0,
 			ConnectSuccesses: 5, ConnectFailures: 9, ConnectErrors: errs,
 			ConnectDuration: 3 * time.Second,
+			KmsgActive:      true, KmsgRecords: 57, KmsgGaps: 1,
 		},
 	}
 }

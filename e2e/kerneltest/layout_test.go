@@ -20,6 +20,9 @@ import (
 // function that tears the host side down.
 func layoutScenario(t *testing.T, tg *nvmet.Target) (teardown func()) {
 	t.Helper()
+	// The same names and ports on every capture, whichever tests ran first
+	// (their targets are gone by now): multi-1 on 4422 and 4423, flaky-4 on 4425.
+	seq.Store(0)
 	hostnqn := "nqn.2014-08.org.nvmexpress:uuid:2b4ab05b-6a8f-4e0e-9a2c-1f4e5d6c7b8a"
 	hostid := "2b4ab05b-6a8f-4e0e-9a2c-1f4e5d6c7b8a"
 
