@@ -211,7 +211,7 @@ func exists(path string) bool {
 
 // env is a daemon on a synthetic tree with a fake connector and clock.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	root    string // sysfs root
 	state   string // state dir
 	mounts  string // mountinfo file
@@ -224,7 +224,7 @@ type env struct {
 
 // newEnv builds spec into a fresh tree and prepares (but does not start) a
 // daemon.
-func newEnv(t *testing.T, spec sysfstest.Spec) *env {
+func newEnv(t testing.TB, spec sysfstest.Spec) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{
@@ -359,7 +359,7 @@ func controllerInfo(t *testing.T, d *Daemon, name string) ControllerInfo {
 
 // waitFor waits until cond holds (the goroutines under test run on their
 // own schedule); it fails the test after a generous bound.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
