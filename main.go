@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -53,6 +54,8 @@ type options struct {
 	showVersion     bool
 	skipNetNSCheck  bool
 	shutdownTimeout time.Duration
+	drainDeadAfter  time.Duration
+	drainLossTmo    int
 
 	stagingRoot     string
 	pollInterval    time.Duration
@@ -82,6 +85,8 @@ func parseFlags(fset *flag.FlagSet, args []string) (options, error) {
 	fset.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fset.BoolVar(&o.skipNetNSCheck, "skip-netns-check", false, "do not require the host network namespace (lab only: NVMe/TCP connections belong to the network namespace that creates them)")
 	fset.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight gRPC calls may run after SIGTERM")
+	fset.DurationVar(&o.drainDeadAfter, "drain-dead-after", 0, "on SIGTERM (and on SIGUSR1, the admin call), lower ctrl_loss_tmo to --drain-ctrl-loss-tmo on controllers whose target has been unreachable at least this long, so a node shutdown does not hang forever on a dead target; 0: SIGTERM leaves every connection alone and SIGUSR1 uses 10m")
+	fset.IntVar(&o.drainLossTmo, "drain-ctrl-loss-tmo", 30, "the ctrl_loss_tmo (seconds) --drain-dead-after and SIGUSR1 set")
 	fset.StringVar(&o.stagingRoot, "staging-root", "/var/lib/kubelet/plugins", "kubelet's plugins directory, under which staging paths live")
 	fset.DurationVar(&o.pollInterval, "poll-interval", time.Second, "how often the state of known controllers is re-read")
 	fset.DurationVar(&o.orphanGrace, "orphan-grace", 5*time.Minute, "how long an owned, unreferenced controller is kept before cleanup disconnects it")
@@ -102,6 +107,8 @@ func parseFlags(fset *flag.FlagSet, args []string) (options, error) {
 		return options{}, errors.New("--node-id is required (the host name is unknown)")
 	case o.stateDir == "":
 		return options{}, errors.New("--state-dir is required")
+	case o.drainDeadAfter < 0 || o.drainLossTmo < 0:
+		return options{}, errors.New("--drain-dead-after and --drain-ctrl-loss-tmo must not be negative")
 	case o.shutdownTimeout <= 0:
 		return options{}, errors.New("--shutdown-timeout must be positive")
 	case !driverNameRE.MatchString(o.driverName):
@@ -253,24 +260,69 @@ type lifecycle interface {
 	Ready() bool
 	Close() error
 	Snapshot() daemon.Snapshot
+	LowerLossTimeout(unreachableFor time.Duration, tmo int) ([]string, error)
 }
 
-// serve runs the gRPC server, the daemon and the health endpoints until a
-// signal (SIGTERM, SIGINT) or a failure. gRPC is served at once, so Probe
-// can answer ready=false while the daemon's first reconcile runs (node
-// operations fail with Unavailable until then). On a signal it stops
+// serve runs the daemon, then the gRPC server and the metrics and health
+// endpoints, until a signal (SIGTERM, SIGINT) or a failure. The metrics
+// server starts first (/readyz says not ready); the CSI socket is created
+// only after the daemon's first reconcile (sysfs, the mount table, the
+// ownership file, the first orphan cleanup), so no call is served from a
+// registry that does not yet know what this node has. On a signal it stops
 // accepting calls and lets in-flight ones finish (bounded by
-// --shutdown-timeout), then stops the daemon; connections are left alone.
+// --shutdown-timeout), lowers ctrl_loss_tmo on long-dead targets if
+// --drain-dead-after asks for it, then stops the daemon; connections are
+// otherwise left alone. SIGUSR1 lowers ctrl_loss_tmo on demand.
 func serve(ctx context.Context, o options, log *slog.Logger, d lifecycle, reg prometheus.Gatherer, identity *csi.Identity, node *csi.Node) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 
-	lis, err := csi.Listen(o.endpoint)
+	errc := make(chan error, 3)
+	httpSrv, err := startMetricsServer(o.metricsAddress, metrics.Handler(reg, metrics.HealthFuncs{
+		Alive: metrics.LoopProgress(d, loopStallLimit(o.pollInterval)),
+		Ready: d.Ready,
+	}), log, errc)
 	if err != nil {
 		return err
 	}
+	stopHTTP := func() {
+		if httpSrv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = httpSrv.Shutdown(sctx)
+			cancel()
+		}
+	}
+
+	// The daemon's goroutines outlive the signal context: in-flight calls
+	// still need them while the gRPC server drains.
+	dctx, cancelDaemon := context.WithCancel(context.Background())
+	defer cancelDaemon()
+	started := make(chan error, 1)
+	go func() { started <- d.Start(dctx) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			stopHTTP()
+			return fmt.Errorf("daemon: %w", err)
+		}
+	case <-ctx.Done():
+		log.Info("signal during the first reconcile: stopping")
+		_ = d.Close()
+		<-started
+		stopHTTP()
+		return nil
+	}
+
+	lis, err := csi.Listen(o.endpoint)
+	if err != nil {
+		stopHTTP()
+		_ = d.Close()
+		return err
+	}
 	srv := csi.NewServer(log.With("component", "grpc"), identity, node)
-	errc := make(chan error, 3)
 	go func() {
 		if err := srv.Serve(lis); err != nil {
 			errc <- fmt.Errorf("gRPC server: %w", err)
@@ -278,42 +330,45 @@ func serve(ctx context.Context, o options, log *slog.Logger, d lifecycle, reg pr
 	}()
 	log.Info("serving CSI", "endpoint", o.endpoint)
 
-	httpSrv, err := startMetricsServer(o.metricsAddress, metrics.Handler(reg, metrics.HealthFuncs{
-		Alive: metrics.LoopProgress(d, loopStallLimit(o.pollInterval)),
-		Ready: d.Ready,
-	}), log, errc)
-	if err != nil {
-		srv.Stop()
-		return err
-	}
-
-	dctx, cancelDaemon := context.WithCancel(context.Background())
-	defer cancelDaemon()
-	go func() {
-		if err := d.Start(dctx); err != nil { // returns once ready
-			errc <- fmt.Errorf("daemon: %w", err)
-		}
-	}()
-
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down: finishing in-flight calls", "timeout", o.shutdownTimeout)
-	case runErr = <-errc:
-		log.Error("shutting down", "error", runErr.Error())
+loop:
+	for {
+		select {
+		case <-usr1:
+			lowerDeadTargets(d, cmp.Or(o.drainDeadAfter, 10*time.Minute), o.drainLossTmo, log)
+		case <-ctx.Done():
+			log.Info("shutting down: finishing in-flight calls", "timeout", o.shutdownTimeout)
+			break loop
+		case runErr = <-errc:
+			log.Error("shutting down", "error", runErr.Error())
+			break loop
+		}
 	}
 	gracefulStop(srv, o.shutdownTimeout, log)
-	if httpSrv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = httpSrv.Shutdown(sctx)
-		cancel()
+	if o.drainDeadAfter > 0 {
+		lowerDeadTargets(d, o.drainDeadAfter, o.drainLossTmo, log)
 	}
+	stopHTTP()
 	cancelDaemon()
 	if err := d.Close(); err != nil {
 		log.Warn("closing the daemon", "error", err.Error())
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// lowerDeadTargets sets ctrl_loss_tmo to tmo on controllers whose target has
+// been unreachable for at least after, so that the kernel gives them up
+// instead of reconnecting forever (and a shutdown unmounting their file
+// systems does not hang).
+func lowerDeadTargets(d lifecycle, after time.Duration, tmo int, log *slog.Logger) {
+	names, err := d.LowerLossTimeout(after, tmo)
+	if err != nil {
+		log.Error("lowering ctrl_loss_tmo on dead targets", "error", err.Error(), "changed", names)
+		return
+	}
+	log.Warn("lowered ctrl_loss_tmo on controllers whose target has been unreachable",
+		"unreachable_for", after, "ctrl_loss_tmo", tmo, "controllers", names)
 }
 
 // grpcServer is the part of *grpc.Server gracefulStop uses.

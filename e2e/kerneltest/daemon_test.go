@@ -267,3 +267,44 @@ func TestDaemonNamespaceBurst(t *testing.T) {
 	t.Logf("counters: %+v", d.Snapshot().Counters)
 	must(t, d.Detach(context.Background(), "vol-burst"))
 }
+
+// TestDaemonLowerLossTimeout: a controller reconnecting forever to a dead
+// target is given up by the kernel once the drain lowers its ctrl_loss_tmo
+// (what --drain-dead-after and SIGUSR1 do), while a live one is untouched.
+func TestDaemonLowerLossTimeout(t *testing.T) {
+	tg := target(t)
+	deadNQN, deadPort := simpleTarget(t, tg, "dead")
+	liveNQN, livePort := simpleTarget(t, tg, "alive")
+	d, _ := startDaemon(t, t.TempDir(), nil)
+	dead, err := d.Attach(context.Background(), volumeSpec("vol-dead", deadNQN, deadPort))
+	must(t, err)
+	live, err := d.Attach(context.Background(), volumeSpec("vol-live", liveNQN, livePort))
+	must(t, err)
+	must(t, tg.Unlink(deadPort, deadNQN))
+	eventually(t, 5*time.Second, "registry connecting", func() (bool, string) {
+		c, _ := controllerInfo(d, dead.Controller)
+		return c.State == sysfs.StateConnecting, c.StateRaw
+	})
+	changed, err := d.LowerLossTimeout(0, 2)
+	must(t, err)
+	if !slices.Equal(changed, []string{dead.Controller}) {
+		t.Fatalf("LowerLossTimeout changed %v, want only %s", changed, dead.Controller)
+	}
+	fs := sysfs.NewFS("/sys")
+	eventually(t, 15*time.Second, dead.Controller+" given up by the kernel", func() (bool, string) {
+		_, err := fs.Controller(dead.Controller)
+		return err != nil, "still there"
+	})
+	c, err := fs.Controller(live.Controller)
+	must(t, err)
+	if c.CtrlLossTmo != -1 || c.State != sysfs.StateLive {
+		t.Errorf("the live controller was touched: ctrl_loss_tmo %d state %s", c.CtrlLossTmo, c.StateRaw)
+	}
+	h, err := d.VolumeHealth("vol-dead")
+	must(t, err)
+	if h.Condition != daemon.Inaccessible || h.Reason != "ControllerGone" {
+		t.Errorf("health of the given-up volume = %+v, want Inaccessible ControllerGone", h)
+	}
+	must(t, d.Detach(context.Background(), "vol-live"))
+	must(t, d.Detach(context.Background(), "vol-dead"))
+}
