@@ -156,40 +156,22 @@ var params = []param{
 		}},
 	{key: KeyCtrlLossTmo, kind: kindInt, kernel: "ctrl_loss_tmo", lo: int32Min, hi: int32Max,
 		allowed: "-1 (reconnect forever, the default) or 0..2147483647 seconds",
-		set: func(p *Params, _ string, n int64, _ bool) *ParamError {
-			p.Options.CtrlLossTmo = fabrics.Int(int(n))
-			return nil
-		}},
+		set:     setOption(func(o *fabrics.Options) *fabrics.OptInt { return &o.CtrlLossTmo })},
 	{key: KeyReconnectDelay, kind: kindInt, kernel: "reconnect_delay", lo: int32Min, hi: int32Max,
 		allowed: "1..2147483 seconds (default 5)",
-		set: func(p *Params, _ string, n int64, _ bool) *ParamError {
-			p.Options.ReconnectDelay = fabrics.Int(int(n))
-			return nil
-		}},
+		set:     setOption(func(o *fabrics.Options) *fabrics.OptInt { return &o.ReconnectDelay })},
 	{key: KeyKeepAliveTmo, kind: kindInt, kernel: "keep_alive_tmo", lo: int32Min, hi: int32Max,
 		allowed: "0..2147483 seconds",
-		set: func(p *Params, _ string, n int64, _ bool) *ParamError {
-			p.Options.KeepAliveTmo = fabrics.Int(int(n))
-			return nil
-		}},
+		set:     setOption(func(o *fabrics.Options) *fabrics.OptInt { return &o.KeepAliveTmo })},
 	{key: KeyFastIOFailTmo, kind: kindInt, kernel: "fast_io_fail_tmo", lo: int32Min, hi: int32Max,
 		allowed: "-1 (off) or 0..2147483 seconds, at most ctrlLossTmo",
-		set: func(p *Params, _ string, n int64, _ bool) *ParamError {
-			p.Options.FastIOFailTmo = fabrics.Int(int(n))
-			return nil
-		}},
+		set:     setOption(func(o *fabrics.Options) *fabrics.OptInt { return &o.FastIOFailTmo })},
 	{key: KeyNrIOQueues, kind: kindInt, kernel: "nr_io_queues", lo: int32Min, hi: int32Max,
 		allowed: "1..65535",
-		set: func(p *Params, _ string, n int64, _ bool) *ParamError {
-			p.Options.NrIOQueues = fabrics.Int(int(n))
-			return nil
-		}},
+		set:     setOption(func(o *fabrics.Options) *fabrics.OptInt { return &o.NrIOQueues })},
 	{key: KeyQueueSize, kind: kindInt, kernel: "queue_size", lo: int32Min, hi: int32Max,
 		allowed: "16..1024",
-		set: func(p *Params, _ string, n int64, _ bool) *ParamError {
-			p.Options.QueueSize = fabrics.Int(int(n))
-			return nil
-		}},
+		set:     setOption(func(o *fabrics.Options) *fabrics.OptInt { return &o.QueueSize })},
 	{key: KeyHostIface, kind: kindString, kernel: "host_iface",
 		allowed: "a network interface name",
 		set: func(p *Params, s string, _ int64, _ bool) *ParamError {
@@ -463,4 +445,13 @@ func validateSpec(s daemon.Spec) error {
 		return optionParamError(err)
 	}
 	return nil
+}
+
+// setOption is the setter of a key that maps straight to one numeric
+// fabrics option (its range is checked by fabrics.Options.Validate).
+func setOption(field func(*fabrics.Options) *fabrics.OptInt) func(*Params, string, int64, bool) *ParamError {
+	return func(p *Params, _ string, n int64, _ bool) *ParamError {
+		*field(&p.Options) = fabrics.Int(int(n))
+		return nil
+	}
 }
