@@ -97,7 +97,11 @@ func (d *Daemon) Exited() bool {
 }
 
 // Stop sends sig and waits up to timeout for the process to end (then kills it).
+// A process that already ended (killed by the test) stops without error.
 func (d *Daemon) Stop(sig syscall.Signal, timeout time.Duration) error {
+	if d.Exited() {
+		return nil
+	}
 	_ = d.cmd.Process.Signal(sig)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -32,6 +32,8 @@ func startRDSCSI(t *testing.T, name string, extra ...string) (*guestenv.Daemon, 
 		"--log-format", "text",
 		"--log-level", "debug",
 	}, extra...)
+	// A socket left by a killed predecessor must not look like readiness.
+	_ = os.Remove(guestenv.Path(sock))
 	d, err := guestenv.Start(bin, args...)
 	must(t, err)
 	t.Cleanup(func() {
