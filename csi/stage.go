@@ -42,15 +42,17 @@ func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequ
 	}
 	defer release()
 
+	clk := newStageClock()
 	log := n.log.With("volume", r.volumeID, "staging_path", r.stagingPath)
 	att, err := n.vols.Attach(ctx, r.spec)
 	if err != nil {
 		log.Warn("attach failed", "options", r.spec.Options, errorAttr(err))
 		return nil, Status("attach volume "+r.volumeID, err)
 	}
+	clk.attach = att.Timing
 	logAttach(log, att)
 
-	staged, err := n.stageDevice(r, att.Device)
+	staged, err := n.stageDevice(r, att.Device, timedMounter(n.cfg.Mounter, n.cfg.Exec, clk))
 	if err != nil {
 		if !staged {
 			n.rollbackAttach(log, r.volumeID)
@@ -60,7 +62,7 @@ func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequ
 	if err := n.vols.MarkStaged(r.volumeID, r.stagingPath, r.cap.block); err != nil {
 		return nil, Status("record staged volume "+r.volumeID, err)
 	}
-	log.Info("volume staged", "device", att.Device, "block", r.cap.block)
+	log.Info("volume staged", "device", att.Device, "block", r.cap.block, "controller", att.Controller, clk.attr())
 	return &csi.NodeStageVolumeResponse{}, nil
 }
 
@@ -119,15 +121,17 @@ func logAttach(log *slog.Logger, att daemon.Attachment) {
 // stageDevice mounts or records the device. staged reports that the staging
 // path already served the volume before this call (so a failure must not
 // undo the attachment).
-func (n *Node) stageDevice(r stageRequest, device string) (staged bool, err error) {
+// m is the mounter for the format and the mount (timed into the stage's
+// clock).
+func (n *Node) stageDevice(r stageRequest, device string, m *mount.SafeFormatAndMount) (staged bool, err error) {
 	if r.cap.block {
-		return n.stageBlock(r, device)
+		return n.stageBlock(r, device, m)
 	}
-	return n.stageMount(r, device)
+	return n.stageMount(r, device, m)
 }
 
 // stageMount formats a blank device and mounts it on the staging path.
-func (n *Node) stageMount(r stageRequest, device string) (bool, error) {
+func (n *Node) stageMount(r stageRequest, device string, m *mount.SafeFormatAndMount) (bool, error) {
 	if err := ensureDir(r.stagingPath); err != nil {
 		return false, err
 	}
@@ -145,7 +149,7 @@ func (n *Node) stageMount(r stageRequest, device string) (bool, error) {
 		}
 		return true, nil
 	}
-	if err := n.mounter.FormatAndMount(device, r.stagingPath, r.fsType, r.options); err != nil {
+	if err := m.FormatAndMount(device, r.stagingPath, r.fsType, r.options); err != nil {
 		return false, mountError(device, r.stagingPath, err)
 	}
 	return false, nil
@@ -164,7 +168,7 @@ func mountError(device, target string, err error) error {
 }
 
 // stageBlock bind-mounts the device node onto BlockDeviceFile.
-func (n *Node) stageBlock(r stageRequest, device string) (bool, error) {
+func (n *Node) stageBlock(r stageRequest, device string, m *mount.SafeFormatAndMount) (bool, error) {
 	if err := ensureDir(r.stagingPath); err != nil {
 		return false, err
 	}
@@ -186,7 +190,7 @@ func (n *Node) stageBlock(r stageRequest, device string) (bool, error) {
 	if err := ensureFile(file); err != nil {
 		return false, err
 	}
-	if err := n.mounter.Mount(device, file, "", []string{"bind"}); err != nil {
+	if err := m.Mount(device, file, "", []string{"bind"}); err != nil {
 		return false, internal("bind %s on %s: %v", device, file, err)
 	}
 	return false, nil

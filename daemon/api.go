@@ -35,6 +35,18 @@ type Attachment struct {
 	// TimeoutsUpdated: the controller existed with other resilience
 	// parameters and they were changed through sysfs.
 	TimeoutsUpdated bool
+	// Timing splits the call's time, for the stage's log line and the
+	// lab's latency proofs.
+	Timing AttachTiming
+}
+
+// AttachTiming is where an Attach spent its time. What is not in a field
+// (locks, registry, state file, sysfs reads) is Attach's own overhead.
+type AttachTiming struct {
+	ConnectWrite time.Duration // in connect writes to the fabrics device (all attempts)
+	Backoff      time.Duration // between failed connect attempts (and waiting for a connect slot)
+	Device       time.Duration // waiting for the namespace's block device
+	Attempts     int           // connect writes made (0: a known controller was reused)
 }
 
 // Condition is the health of a volume or a target as the daemon sees it.

@@ -129,12 +129,14 @@ func (d *Daemon) unreferencedLocked(names []string) {
 }
 
 // attach does the work of Attach under the volume and connection locks.
-func (d *Daemon) attach(ctx context.Context, spec Spec, key connKey) (Attachment, error) {
-	sc, adopted, created, err := d.findOrConnect(ctx, spec, key)
+func (d *Daemon) attach(ctx context.Context, spec Spec, key connKey) (att Attachment, err error) {
+	var timing AttachTiming
+	defer func() { att.Timing = timing }()
+	sc, adopted, created, err := d.findOrConnect(ctx, spec, key, &timing)
 	if err != nil {
 		return Attachment{}, err
 	}
-	att := Attachment{Controller: sc.Name, Adopted: adopted}
+	att = Attachment{Controller: sc.Name, Adopted: adopted}
 
 	// Hold the controller and record ownership before anything else can
 	// fail, so neither cleanup nor a restart loses track of it.
@@ -173,7 +175,9 @@ func (d *Daemon) attach(ctx context.Context, spec Spec, key connKey) (Attachment
 		att.TimeoutsUpdated = updated
 	}
 
+	waitStart := time.Now()
 	ns, err := d.waitDevice(ctx, spec.Options.NQN, spec.NSID)
+	timing.Device = time.Since(waitStart)
 	if err != nil {
 		return att, err
 	}
@@ -184,7 +188,7 @@ func (d *Daemon) attach(ctx context.Context, spec Spec, key connKey) (Attachment
 // findOrConnect returns the controller for key: one the registry knows (and
 // sysfs confirms), else a new or adopted one from a connect. created says
 // this call made it.
-func (d *Daemon) findOrConnect(ctx context.Context, spec Spec, key connKey) (sc sysfs.Controller, adopted, created bool, err error) {
+func (d *Daemon) findOrConnect(ctx context.Context, spec Spec, key connKey, timing *AttachTiming) (sc sysfs.Controller, adopted, created bool, err error) {
 	forgot := false
 	defer func() {
 		if forgot {
@@ -219,7 +223,7 @@ func (d *Daemon) findOrConnect(ctx context.Context, spec Spec, key connKey) (sc 
 		d.mu.Unlock()
 	}
 
-	fc, err := d.connect(ctx, spec)
+	fc, err := d.connect(ctx, spec, timing)
 	if err != nil {
 		return sysfs.Controller{}, false, false, err
 	}
@@ -243,13 +247,19 @@ func (d *Daemon) register(c sysfs.Controller) {
 
 // connect runs connect writes with exponential backoff while the error is
 // retryable (fabrics.Retryable), bounded by ctx and the backoff's steps.
-// Each write holds one of the node-wide connect slots.
-func (d *Daemon) connect(ctx context.Context, spec Spec) (fabrics.Controller, error) {
+// Each write holds one of the node-wide connect slots. timing gets the
+// time spent in writes and the rest (backoff, waiting for a slot).
+func (d *Daemon) connect(ctx context.Context, spec Spec, timing *AttachTiming) (fabrics.Controller, error) {
 	var (
 		out      fabrics.Controller
 		last     error
 		attempts int
 	)
+	begin := time.Now()
+	defer func() {
+		timing.Attempts = attempts
+		timing.Backoff = time.Since(begin) - timing.ConnectWrite
+	}()
 	err := wait.ExponentialBackoffWithContext(ctx, *d.cfg.backoff, func(ctx context.Context) (bool, error) {
 		select {
 		case d.connSem <- struct{}{}:
@@ -261,6 +271,7 @@ func (d *Daemon) connect(ctx context.Context, spec Spec) (fabrics.Controller, er
 		c, err := d.conn.Connect(ctx, spec.Options)
 		took := time.Since(start)
 		<-d.connSem
+		timing.ConnectWrite += took
 		d.recordConnect(err, took)
 		if err == nil {
 			out = c

@@ -35,9 +35,12 @@ func TestAttachConnectsThenReuses(t *testing.T) {
 		{Controller: "nvme0", Device: "/dev/nvme0n1"},
 		{Controller: "nvme0", Device: "/dev/nvme0n2", Adopted: true},
 	}
+	if a1.Timing.Attempts != 1 || a2.Timing.Attempts != 0 || a2.Timing.ConnectWrite != 0 {
+		t.Errorf("timings %+v and %+v: want one connect write for the first, none for the reuse", a1.Timing, a2.Timing)
+	}
 	got := []Attachment{a1, a2}
 	for i := range got {
-		got[i].Namespace = sysfs.Namespace{}
+		got[i].Namespace, got[i].Timing = sysfs.Namespace{}, AttachTiming{}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -146,9 +149,12 @@ func TestAttachRetry(t *testing.T) {
 			e := newEnv(t, sysfstest.Spec{Multipath: true})
 			e.conn.errs, e.conn.failAlways = tc.errs, tc.always
 			d := e.start()
-			_, err := d.Attach(t.Context(), spec("pvc-1", volNQN(1), 1))
+			att, err := d.Attach(t.Context(), spec("pvc-1", volNQN(1), 1))
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
 				t.Fatalf("Attach error %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && att.Timing.Attempts != tc.wantCalls {
+				t.Errorf("Timing.Attempts %d, want %d", att.Timing.Attempts, tc.wantCalls)
 			}
 			if n := e.conn.connectCount(); n != tc.wantCalls {
 				t.Errorf("%d connects, want %d", n, tc.wantCalls)
