@@ -29,9 +29,9 @@ func TestPhaseOf(t *testing.T) {
 // zero exactly when they ran), and the attach's numbers come from the daemon.
 func TestStageLogsTiming(t *testing.T) {
 	for _, tc := range []struct {
-		name           string
-		cap            *csi.VolumeCapability
-		formatted      bool // probe and format ran
+		name      string
+		cap       *csi.VolumeCapability
+		formatted bool // probe and format ran
 	}{
 		{name: "mount", cap: mountCap(), formatted: true},
 		{name: "block", cap: blockCap()},
