@@ -5,7 +5,7 @@ PKGS      := ./...
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test unit lint e2e fixtures bench fuzz tidy-check lab-deps demo
+.PHONY: all build test unit lint e2e proofs fixtures bench fuzz tidy-check lab-deps demo
 
 all: build
 
@@ -58,7 +58,13 @@ demo: lab-deps
 
 ## e2e: the real-kernel lab (QEMU, Debian 6.1 and 6.12 kernels, nvmet on loopback).
 e2e: lab-deps
-	RDS_CSI_E2E=1 $(GO) test -count=1 -timeout 20m -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|\s*--- (PASS|FAIL|SKIP)|PASS|FAIL|ok)|lab_test' ; test $${PIPESTATUS[0]} -eq 0
+	RDS_CSI_E2E=1 $(GO) test -count=1 -timeout 45m -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|\s*--- (PASS|FAIL|SKIP)|PASS|FAIL|ok)|lab_test' ; test $${PIPESTATUS[0]} -eq 0
+
+## proofs: only the lab's reliability and performance proofs (TestProof*, one boot per kernel);
+## their result tables go to results/<series>/ (RELIABILITY.md and BENCHMARKS.md quote them).
+proofs: lab-deps
+	rm -rf results && mkdir -p results
+	RDS_CSI_E2E=1 RDS_CSI_RESULTS_DIR=$(CURDIR)/results $(GO) test -count=1 -timeout 45m -v -run 'TestLab/.*/proof' ./e2e/ 2>&1 | tee proofs.log | grep -E '^(=== RUN|\s*--- (PASS|FAIL|SKIP)|PASS|FAIL|ok)|lab_test' ; test $${PIPESTATUS[0]} -eq 0
 
 lab-deps:
 	@command -v qemu-system-x86_64 >/dev/null && command -v busybox >/dev/null && command -v depmod >/dev/null && command -v cpio >/dev/null || \

@@ -29,15 +29,19 @@ func requireLab(t *testing.T) {
 type labRun struct {
 	series    string
 	multipath bool
-	run       string // -test.run pattern; empty runs all
+	run       string // -test.run pattern; empty runs all but the proofs
 	env       []string
 	rdsCSI    string // host path of the rds-csi binary
+	proof     bool   // the #7 proofs (TestProof*): a boot of their own
 }
 
 func (r labRun) name() string {
 	mp := "multipath"
 	if !r.multipath {
 		mp = "nomultipath"
+	}
+	if r.proof {
+		mp = "proof"
 	}
 	return r.series + "/" + mp
 }
@@ -66,9 +70,12 @@ func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
 	}
 	// Ginkgo (csi-sanity) runs one suite per process: each sanity test gets
 	// an invocation of its own; everything else runs in the first.
-	invocations := []string{"-test.skip '^TestCSISanity'", "-test.run '^TestCSISanityMount$'", "-test.run '^TestCSISanityBlock$'"}
+	invocations := []string{"-test.skip '^(TestCSISanity|TestProof)'", "-test.run '^TestCSISanityMount$'", "-test.run '^TestCSISanityBlock$'"}
 	if r.run != "" {
 		invocations = []string{fmt.Sprintf("-test.run '%s' -test.skip '^TestCSISanity'", r.run)}
+	}
+	if r.proof {
+		invocations = []string{"-test.run '^TestProof'"}
 	}
 	if only := os.Getenv("RDS_CSI_LAB_RUN"); only != "" {
 		// A developer's filter (one csi-sanity test at most per run).
@@ -76,7 +83,7 @@ func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
 	}
 	fmt.Fprintf(&job, "export RDS_CSI_BINARY=%s\nrc=0\n: > /out/kerneltest.log\n", r.rdsCSI)
 	for _, inv := range invocations {
-		fmt.Fprintf(&job, "./kerneltest.test -test.v -test.timeout=400s %s >> /out/kerneltest.log 2>&1 || rc=1\n", inv)
+		fmt.Fprintf(&job, "./kerneltest.test -test.v -test.timeout=900s %s >> /out/kerneltest.log 2>&1 || rc=1\n", inv)
 	}
 	job.WriteString("tail -n 3 /out/kerneltest.log\nexit $rc\n")
 
@@ -119,6 +126,7 @@ func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
 	if res.JobExit != 0 && !t.Failed() {
 		t.Fatalf("guest test binary exited %d though no test failed; console:\n%s", res.JobExit, tail(filepath.Join(runDir, "console.log"), 60))
 	}
+	reportResults(t, r, filepath.Join(runDir, "results"))
 	if dst := os.Getenv("RDS_CSI_CAPTURE_DIR"); dst != "" {
 		for src, to := range map[string]string{
 			filepath.Join(runDir, "fixtures"): dst,                                                 // sysfs trees
@@ -132,6 +140,47 @@ func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
 			}
 		}
 	}
+}
+
+// reportResults logs the measurement tables the guest's proofs wrote (one
+// Markdown file per test in /out/results) and, with RDS_CSI_RESULTS_DIR
+// set, copies them to <dir>/<series>/ for RELIABILITY.md and BENCHMARKS.md.
+func reportResults(t *testing.T, r labRun, dir string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.md"))
+	dst := os.Getenv("RDS_CSI_RESULTS_DIR")
+	if dst != "" && len(files) > 0 {
+		dst = filepath.Join(dst, r.series)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("results %s (%s):\n%s", filepath.Base(f), r.name(), b)
+		if dst != "" {
+			if err := os.WriteFile(filepath.Join(dst, filepath.Base(f)), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// prepareNvmeCLI unpacks Debian's nvme-cli into the lab cache (for the
+// scan comparison proof) and returns the directory, a host path the guest
+// sees through its chroot.
+func prepareNvmeCLI(ctx context.Context) (string, error) {
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(labDir(), "nvme-cli.sh"))
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("nvme-cli for the lab: %w: %s", err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 func copyFile(src, dst string) error {
@@ -158,7 +207,7 @@ func tail(path string, n int) string {
 // with native multipath on (the full suite) and off (the layout tests).
 func TestLab(t *testing.T) {
 	requireLab(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	bin, rdsCSI := filepath.Join(dir, "kerneltest.test"), filepath.Join(dir, "rds-csi")
@@ -174,11 +223,26 @@ func TestLab(t *testing.T) {
 		runs = append(runs,
 			labRun{series: s, multipath: true},
 			labRun{series: s, multipath: false, run: "^TestLayout"},
+			labRun{series: s, multipath: true, proof: true},
 		)
 	}
+	nvmeCLI := ""
 	for _, r := range runs {
 		r.rdsCSI = rdsCSI
+		if r.proof && !capture && nvmeCLI == "" {
+			dir, err := prepareNvmeCLI(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nvmeCLI = dir
+		}
+		if r.proof {
+			r.env = append(r.env, "RDS_CSI_NVME_CLI="+nvmeCLI)
+		}
 		if capture {
+			if r.proof {
+				continue
+			}
 			r.run = "^(TestLayout|TestKmsgCapture)"
 			r.env = append(r.env, "RDS_CSI_CAPTURE=1")
 		}

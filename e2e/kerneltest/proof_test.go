@@ -1,0 +1,166 @@
+//go:build linux
+
+package kerneltest
+
+// Shared helpers of the #7 proofs (TestProof*): they run in a lab boot of
+// their own (make proofs, and make e2e), drive the real rds-csi binary over
+// its CSI socket, and write their measurements as Markdown tables to
+// /out/results/<name>.md, which the host logs and (make proofs) copies to
+// results/<series>/.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// writeResult records a proof's measurements: body is Markdown. The file
+// is written even when the test fails afterwards, so a failed run still
+// shows what it measured.
+func writeResult(t *testing.T, name, body string) {
+	t.Helper()
+	t.Logf("result %s:\n%s", name, body)
+	dir := "/out/results"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Errorf("results dir: %v", err)
+		return
+	}
+	head := fmt.Sprintf("<!-- %s, kernel %s (%s), written by %s -->\n", name, kernelSeries(), kernelRelease(), t.Name())
+	if err := os.WriteFile(filepath.Join(dir, name+".md"), []byte(head+body), 0o644); err != nil {
+		t.Errorf("write result %s: %v", name, err)
+	}
+}
+
+// nodeClient dials the daemon's CSI endpoint (as returned by startRDSCSI).
+func nodeClient(t *testing.T, endpoint string) csipb.NodeClient {
+	t.Helper()
+	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return csipb.NewNodeClient(conn)
+}
+
+// mountCap and blockCap are single-node-writer capabilities.
+func mountCap(fsType string) *csipb.VolumeCapability {
+	return &csipb.VolumeCapability{
+		AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{FsType: fsType}},
+		AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+	}
+}
+
+func blockCap() *csipb.VolumeCapability {
+	return &csipb.VolumeCapability{
+		AccessType: &csipb.VolumeCapability_Block{Block: &csipb.VolumeCapability_BlockVolume{}},
+		AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+	}
+}
+
+// volumeContext is the VolumeContext of a lab volume on 127.0.0.1:port,
+// with extra parameters (ctrlLossTmo, reconnectDelay, ...).
+func volumeContext(nqn string, port int, extra ...string) map[string]string {
+	vc := map[string]string{"nvmeAddress": "127.0.0.1", "nvmePort": strconv.Itoa(port), "nqn": nqn}
+	for i := 0; i+1 < len(extra); i += 2 {
+		vc[extra[i]] = extra[i+1]
+	}
+	return vc
+}
+
+// procStat is a process's resource use read from /proc.
+type procStat struct {
+	rssKB int64         // VmRSS
+	hwmKB int64         // VmHWM: the peak RSS
+	cpu   time.Duration // user + system time
+}
+
+// readProcStat reads /proc/<pid>/status and /proc/<pid>/stat.
+func readProcStat(pid int) (procStat, error) {
+	var ps procStat
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ps, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "VmRSS:":
+			ps.rssKB, _ = strconv.ParseInt(f[1], 10, 64)
+		case "VmHWM:":
+			ps.hwmKB, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ps, err
+	}
+	// Fields after the command (which may hold spaces) start after ")".
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return ps, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return ps, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	const clkTck = 100 // USER_HZ on x86-64
+	ps.cpu = time.Duration(utime+stime) * time.Second / clkTck
+	return ps, nil
+}
+
+// idleUse measures a process's CPU use (as a share of one core) and RSS
+// over window.
+func idleUse(t *testing.T, pid int, window time.Duration) (cpuShare float64, after procStat) {
+	t.Helper()
+	before, err := readProcStat(pid)
+	must(t, err)
+	start := time.Now()
+	time.Sleep(window)
+	after, err = readProcStat(pid)
+	must(t, err)
+	return float64(after.cpu-before.cpu) / float64(time.Since(start)), after
+}
+
+// dist summarises durations: "p50 / p95 / max (n)".
+func dist(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%s / %s / %s (n=%d)", fmtDur(percentile(ds, 50)), fmtDur(percentile(ds, 95)), fmtDur(slices.Max(ds)), len(ds))
+}
+
+// fmtDur prints a duration with 3 significant digits in ms or s.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	case d >= time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	case d >= 100*time.Millisecond:
+		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+	case d >= 10*time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	}
+}
+
+// withTimeout is a context for one CSI call.
+func withTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
