@@ -224,7 +224,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		StartupJitter:   o.startupJitter,
 		NoEvents:        o.noEvents,
 		NoKmsg:          !o.kmsg,
-		Logger:          log.With("component", "daemon"),
+		Logger:          log, // the daemon adds component=daemon itself
 	})
 	if err != nil {
 		return err

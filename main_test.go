@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -180,7 +182,8 @@ func TestRunServes(t *testing.T) {
 	os.Remove(sock)
 
 	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, args, io.Discard, io.Discard) }()
+	var logs lockedBuffer
+	go func() { errc <- run(ctx, append(args, "--log-level", "debug"), &logs, &logs) }()
 
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -220,4 +223,59 @@ func TestRunServes(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not stop")
 	}
+	checkJSONLogs(t, logs.String())
+}
+
+// checkJSONLogs: every line is one JSON object without repeated keys (a
+// logger given "component" twice writes it twice, which log pipelines
+// resolve differently).
+func checkJSONLogs(t *testing.T, logs string) {
+	t.Helper()
+	lines := 0
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		dec := json.NewDecoder(strings.NewReader(line))
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			t.Errorf("log line is not a JSON object: %s", line)
+			continue
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				t.Errorf("log line %s: %v", line, err)
+				break
+			}
+			key := tok.(string)
+			if seen[key] {
+				t.Errorf("log line repeats key %q: %s", key, line)
+			}
+			seen[key] = true
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				t.Errorf("log line %s: %v", line, err)
+				break
+			}
+		}
+		lines++
+	}
+	if lines < 3 {
+		t.Errorf("only %d log lines at debug level:\n%s", lines, logs)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
