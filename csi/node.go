@@ -49,7 +49,7 @@ type NodeConfig struct {
 	Volumes Volumes
 
 	// Mounter and Exec are the mount layer; defaults mount.New("") and
-	// utilexec.New(). Exec runs blkid, mkfs, fsck, resize2fs, xfs_growfs.
+	// NewExec() (children die with the driver). Exec runs blkid, mkfs, fsck, resize2fs, xfs_growfs.
 	Mounter mount.Interface
 	Exec    utilexec.Interface
 	// Stats reads filesystem usage and device sizes; default the operating
@@ -101,7 +101,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		cfg.Mounter = mount.New("")
 	}
 	if cfg.Exec == nil {
-		cfg.Exec = utilexec.New()
+		cfg.Exec = NewExec()
 	}
 	if cfg.Stats == nil {
 		cfg.Stats = OSStats{}

@@ -238,6 +238,9 @@ func TestLab(t *testing.T) {
 		}
 		if r.proof {
 			r.env = append(r.env, "RDS_CSI_NVME_CLI="+nvmeCLI)
+			if seed := os.Getenv("RDS_CSI_CRASH_SEED"); seed != "" { // replay a crash-consistency run
+				r.env = append(r.env, "RDS_CSI_CRASH_SEED="+seed)
+			}
 		}
 		if capture {
 			if r.proof {
