@@ -140,12 +140,15 @@ func TestUEventsDriveTheLoop(t *testing.T) {
 // transition, the connected uevent, or both.
 func TestReconnectCounting(t *testing.T) {
 	type step struct {
-		state    string // set the state file, then poll
-		uevent   bool   // a connected uevent, then poll
-		rescan   bool   // a full re-read
-		newCtrl  bool   // add nvme1 to the tree (first connect)
-		advance  time.Duration
-		wantReco int
+		state  string // set the state file, then poll
+		uevent bool   // a connected uevent, then poll
+		// staleUEvent: the connected uevent is processed by a pass whose
+		// re-read came before the controller went live (no poll).
+		staleUEvent bool
+		rescan      bool // a full re-read
+		newCtrl     bool // add nvme1 to the tree (first connect)
+		advance     time.Duration
+		wantReco    int
 	}
 	for _, tc := range []struct {
 		name        string
@@ -158,6 +161,9 @@ func TestReconnectCounting(t *testing.T) {
 		{name: "uevent before the poll sees live", steps: []step{
 			{state: "connecting"}, {advance: time.Second}, {uevent: true, state: "live", wantReco: 1}, {wantReco: 1},
 		}, wantOutages: []time.Duration{time.Second}},
+		{name: "uevent after a re-read that still saw connecting", steps: []step{
+			{state: "connecting"}, {advance: 2 * time.Second, state: "live", staleUEvent: true, wantReco: 1}, {wantReco: 1}, {uevent: true, wantReco: 2},
+		}, wantOutages: []time.Duration{2 * time.Second}},
 		{name: "too quick for any poll: uevent only", steps: []step{
 			{uevent: true, wantReco: 1}, {uevent: true, wantReco: 2},
 		}},
@@ -193,7 +199,16 @@ func TestReconnectCounting(t *testing.T) {
 				if s.uevent {
 					d.handleUEvent(new(connected(name)))
 				}
-				d.resync(s.rescan)
+				if s.staleUEvent {
+					var evs []event
+					d.mu.Lock()
+					d.pendingConnected[name]++
+					d.connectedPendingLocked(&evs)
+					d.mu.Unlock()
+					d.emit(evs)
+				} else {
+					d.resync(s.rescan)
+				}
 				if got := controllerInfo(t, d, name).Reconnects; got != s.wantReco {
 					t.Fatalf("step %d: reconnects %d, want %d", i, got, s.wantReco)
 				}

@@ -347,10 +347,22 @@ func (d *Daemon) transitionLocked(e *ctrlEntry, from, to sysfs.State, now time.T
 
 // connectedLocked processes NVME_EVENT=connected uevents counted for e:
 // each is a reconnect unless a transition to live already accounted for it.
+// The kernel sends the event after setting the controller live, so one
+// that finds the registry showing the controller not live means the last
+// re-read came before the reconnect: the event applies the transition to
+// live (counting the reconnect and ending the outage once, there) rather
+// than counting a reconnect that the next re-read would count again.
 func (d *Daemon) connectedLocked(e *ctrlEntry, evs *[]event) {
 	for ; e.connected > 0; e.connected-- {
 		if e.expectUEvent {
 			e.expectUEvent = false
+			continue
+		}
+		if prev := e.ctrl.State; !prev.Live() {
+			e.ctrl.State, e.ctrl.StateRaw = sysfs.StateLive, "live"
+			d.transitionLocked(e, prev, sysfs.StateLive, d.now(), evs)
+			e.expectUEvent = false // this event is the one the transition expects
+			d.touchLocked(e.ctrl.Name) // a re-read begun before this event is stale
 			continue
 		}
 		// A reset or reconnect too quick for any re-read to see.
