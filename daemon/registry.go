@@ -361,7 +361,7 @@ func (d *Daemon) connectedLocked(e *ctrlEntry, evs *[]event) {
 		if prev := e.ctrl.State; !prev.Live() {
 			e.ctrl.State, e.ctrl.StateRaw = sysfs.StateLive, "live"
 			d.transitionLocked(e, prev, sysfs.StateLive, d.now(), evs)
-			e.expectUEvent = false // this event is the one the transition expects
+			e.expectUEvent = false     // this event is the one the transition expects
 			d.touchLocked(e.ctrl.Name) // a re-read begun before this event is stale
 			continue
 		}
