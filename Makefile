@@ -88,3 +88,5 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./fabrics ./sysfs
+	$(GO) test -run '^$$' -bench 'IdlePoll1000|Resync1000|RegistryMemory|AttachOverhead' -benchtime 20x ./daemon
+	$(GO) test -run '^$$' -bench 'IdleDaemon1000' -benchtime 1x ./daemon
