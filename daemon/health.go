@@ -69,6 +69,9 @@ func (d *Daemon) VolumeHealth(volumeID string) (VolumeHealth, error) {
 		msg := "no controller for " + v.nqn
 		if v.lost != "" {
 			msg = fmt.Sprintf("%s (%s) is gone", v.lost, v.nqn)
+			if v.lostWhy != "" {
+				msg += ": " + v.lostWhy
+			}
 		}
 		return VolumeHealth{Condition: Inaccessible, Reason: "ControllerGone", Message: msg}, nil
 	}

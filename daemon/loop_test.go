@@ -281,7 +281,7 @@ func TestVolumeHealth(t *testing.T) {
 		{name: "own path down, other live", states: []string{"live", "live"}, after: "connecting", want: VolumeHealth{
 			Condition: Degraded, Reason: "ControllerConnecting", Message: "1 of 2 paths down: nvme0 connecting for 42s to 127.0.0.1:4420"}},
 		{name: "gone", states: []string{"live"}, gone: true, want: VolumeHealth{
-			Condition: Inaccessible, Reason: "ControllerGone", Message: "nvme0 (" + volNQN(0) + ") is gone"}},
+			Condition: Inaccessible, Reason: "ControllerGone", Message: "nvme0 (" + volNQN(0) + ") is gone: disconnected while live (not by this driver)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, oneSubsystem(tc.states...))
@@ -308,6 +308,42 @@ func TestVolumeHealth(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+	// Gone after an outage: whether ctrl_loss_tmo (600 s in the fixture)
+	// had run out decides what the message says.
+	for _, tc := range []struct {
+		down time.Duration
+		want string
+	}{
+		{601 * time.Second, "nvme0 (" + volNQN(0) + ") is gone: the kernel gave it up when ctrl_loss_tmo (10m0s) ran out, after 10m1s unreachable and 3 reconnect attempts; its I/O failed: stage the volume again (restart the pod) once the target is back"},
+		{30 * time.Second, "nvme0 (" + volNQN(0) + ") is gone: removed while unreachable for 30s (before its ctrl_loss_tmo ran out: deleted by hand?)"},
+	} {
+		t.Run("gone after "+tc.down.String()+" down", func(t *testing.T) {
+			e := newEnv(t, oneSubsystem("live"))
+			d := e.start()
+			if _, err := d.Attach(t.Context(), spec("pvc-0", volNQN(0), 1)); err != nil {
+				t.Fatal(err)
+			}
+			if err := sysfstest.SetState(e.root, "nvme0", "connecting"); err != nil {
+				t.Fatal(err)
+			}
+			d.resync(false)
+			d.mu.Lock()
+			d.ctrls["nvme0"].attempt = 3
+			d.mu.Unlock()
+			e.clock.Advance(tc.down)
+			if err := sysfstest.RemoveController(e.root, "nvme0"); err != nil {
+				t.Fatal(err)
+			}
+			d.resync(false)
+			got, err := d.VolumeHealth("pvc-0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Reason != "ControllerGone" || got.Message != tc.want {
+				t.Errorf("health %s %q, want ControllerGone %q", got.Reason, got.Message, tc.want)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"cmp"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -186,6 +187,7 @@ type volEntry struct {
 	state       VolumeState
 	recovered   bool   // rebuilt from a mount no record explains
 	lost        string // a controller of the volume that vanished
+	lostWhy     string // what the registry knew of it then (lostReason)
 	failure     *failure
 }
 
@@ -374,6 +376,30 @@ func (d *Daemon) connectedLocked(e *ctrlEntry, evs *[]event) {
 	}
 }
 
+// lostReason says why a controller that vanished probably went, from its
+// last registry entry: a controller that was unreachable for at least its
+// ctrl_loss_tmo was given up by the kernel (its I/O failed then); one that
+// was live was disconnected by someone else.
+func lostReason(e *ctrlEntry, now time.Time) string {
+	switch {
+	case e == nil:
+		return ""
+	case e.ctrl.State.Live() || e.downSince.IsZero():
+		return "disconnected while live (not by this driver)"
+	}
+	down := now.Sub(e.downSince).Round(time.Second)
+	tmo := time.Duration(e.ctrl.CtrlLossTmo) * time.Second
+	delay := time.Duration(e.ctrl.ReconnectDelay) * time.Second
+	if tmo > 0 && now.Sub(e.downSince) >= tmo-delay {
+		s := fmt.Sprintf("the kernel gave it up when ctrl_loss_tmo (%v) ran out, after %v unreachable", tmo, down)
+		if e.attempt > 0 {
+			s += fmt.Sprintf(" and %d reconnect attempts", e.attempt)
+		}
+		return s + "; its I/O failed: stage the volume again (restart the pod) once the target is back"
+	}
+	return fmt.Sprintf("removed while unreachable for %v (before its ctrl_loss_tmo ran out: deleted by hand?)", down)
+}
+
 // removeControllerLocked forgets a controller that is gone; it reports
 // whether the ownership file changed.
 func (d *Daemon) removeControllerLocked(name string) bool {
@@ -389,7 +415,7 @@ func (d *Daemon) removeControllerLocked(name string) bool {
 		// The kernel reuses instance numbers: forget the name, so a new
 		// controller called the same is not taken for this one.
 		v.controllers = slices.DeleteFunc(slices.Clone(v.controllers), func(c string) bool { return c == name })
-		v.lost = name
+		v.lost, v.lostWhy = name, lostReason(e, d.now())
 		if v.holds() {
 			d.log.Warn("controller of a volume vanished", "controller", name, "volume", v.id)
 		}
