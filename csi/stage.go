@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -59,7 +60,10 @@ func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequ
 		}
 		return nil, err
 	}
-	if err := n.vols.MarkStaged(r.volumeID, r.stagingPath, r.cap.block); err != nil {
+	recordStart := time.Now()
+	err = n.vols.MarkStaged(r.volumeID, r.stagingPath, r.cap.block)
+	clk.since("record", recordStart)
+	if err != nil {
 		return nil, Status("record staged volume "+r.volumeID, err)
 	}
 	log.Info("volume staged", "device", att.Device, "block", r.cap.block, "controller", att.Controller, clk.attr())

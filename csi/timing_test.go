@@ -58,7 +58,7 @@ func TestStageLogsTiming(t *testing.T) {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
-			want := []string{"backoff", "check", "connect_attempts", "connect_write", "device", "exec", "format", "mount", "overhead", "probe", "total"}
+			want := []string{"backoff", "check", "connect_attempts", "connect_write", "device", "exec", "format", "mount", "overhead", "overhead_record", "overhead_state_file", "overhead_sysfs", "probe", "total"}
 			if !slices.Equal(keys, want) {
 				t.Fatalf("timing keys %v, want %v (log: %s)", keys, want, buf.String())
 			}
@@ -67,6 +67,9 @@ func TestStageLogsTiming(t *testing.T) {
 			}
 			if (timing["probe"] > 0) != tc.formatted || (timing["format"] > 0) != tc.formatted {
 				t.Errorf("probe %v format %v: want both non-zero exactly when the volume was formatted (%v)", timing["probe"], timing["format"], tc.formatted)
+			}
+			if timing["overhead_record"] <= 0 || timing["overhead_record"] > timing["overhead"] {
+				t.Errorf("overhead_record %v: want the MarkStaged call, a part of the overhead %v", timing["overhead_record"], timing["overhead"])
 			}
 			if timing["mount"] <= 0 {
 				t.Errorf("mount %v: the mount did not go through the timer", timing["mount"])

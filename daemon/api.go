@@ -47,6 +47,10 @@ type AttachTiming struct {
 	Backoff      time.Duration // between failed connect attempts (and waiting for a connect slot)
 	Device       time.Duration // waiting for the namespace's block device
 	Attempts     int           // connect writes made (0: a known controller was reused)
+	// Parts of Attach's own overhead: reading the controller back from
+	// sysfs, and writing the state file (the ownership record).
+	SysfsRead time.Duration
+	StateFile time.Duration
 }
 
 // Condition is the health of a volume or a target as the daemon sees it.

@@ -160,7 +160,10 @@ func (d *Daemon) attach(ctx context.Context, spec Spec, key connKey) (att Attach
 	owned := d.ownedLocked(e)
 	d.mu.Unlock()
 	if newOwner {
-		if err := d.persist(); err != nil {
+		persistStart := time.Now()
+		err := d.persist()
+		timing.StateFile += time.Since(persistStart)
+		if err != nil {
 			return att, err
 		}
 	}
@@ -227,7 +230,9 @@ func (d *Daemon) findOrConnect(ctx context.Context, spec Spec, key connKey, timi
 	if err != nil {
 		return sysfs.Controller{}, false, false, err
 	}
+	readStart := time.Now()
 	c, err := d.readController(fc.Name)
+	timing.SysfsRead += time.Since(readStart)
 	if err != nil {
 		return sysfs.Controller{}, false, false, fmt.Errorf("daemon: %s connected but cannot be read: %w", fc.Name, err)
 	}

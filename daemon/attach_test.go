@@ -35,8 +35,9 @@ func TestAttachConnectsThenReuses(t *testing.T) {
 		{Controller: "nvme0", Device: "/dev/nvme0n1"},
 		{Controller: "nvme0", Device: "/dev/nvme0n2", Adopted: true},
 	}
-	if a1.Timing.Attempts != 1 || a2.Timing.Attempts != 0 || a2.Timing.ConnectWrite != 0 {
-		t.Errorf("timings %+v and %+v: want one connect write for the first, none for the reuse", a1.Timing, a2.Timing)
+	if a1.Timing.Attempts != 1 || a2.Timing.Attempts != 0 || a2.Timing.ConnectWrite != 0 ||
+		a1.Timing.SysfsRead <= 0 || a1.Timing.StateFile <= 0 || a2.Timing.StateFile != 0 {
+		t.Errorf("timings %+v and %+v: want one connect write, a read back and a state file write for the first, none for the reuse", a1.Timing, a2.Timing)
 	}
 	got := []Attachment{a1, a2}
 	for i := range got {
