@@ -1165,7 +1165,7 @@ func (r *crashRun) writeTable(t *testing.T, in tableInput) {
 		restarts = append(restarts, k.restart)
 	}
 	row("where the picked call was at the kill (daemon children, controller, disk, mounts seen just before)", crashCounts(phases))
-	row("daemon child processes alive at a kill (they outlive it)", cmp.Or(crashCounts(children), "none"))
+	row("daemon child processes alive just before a kill (blkid, mkfs, fsck die with it: Pdeathsig; mount, umount, systemd-run are started by mount-utils itself and may finish)", cmp.Or(crashCounts(children), "none"))
 	row("failed calls no kill explains (retried)", fmt.Sprintf("%d%s", len(r.otherErrors), crashList(r.otherErrors)))
 	row("restart: SIGKILL to the new instance's socket, p50 / p95 / max", dist(restarts))
 	row("kill to the broken call's successful retry, p50 / p95 / max", dist(r.recoveries))
