@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/srvlab/rds-csi/fabrics"
@@ -110,6 +111,14 @@ func (d *Daemon) disconnectOrphan(ctx context.Context, name string, grace time.D
 		return CleanupAction{Controller: name, Action: "waiting", Reason: "referenced again"}
 	}
 	reason := "owned and unreferenced since " + since.Format(time.RFC3339)
+	mounted, err := d.mountedDisks([]string{name})
+	if err != nil {
+		d.log.Error("orphan controller not disconnected: mounts unknown", "controller", name, "error", err)
+		return CleanupAction{Controller: name, Action: "failed", Reason: reason, Err: err}
+	}
+	if at := mounted[name]; len(at) > 0 {
+		return CleanupAction{Controller: name, Action: "waiting", Reason: "a disk it serves is mounted at " + strings.Join(at, ", ")}
+	}
 	if d.cfg.CleanupDryRun {
 		d.log.Info("dry run: would disconnect orphan controller", "controller", name, "reason", reason)
 		return CleanupAction{Controller: name, Action: "would-disconnect", Reason: reason}

@@ -90,11 +90,24 @@ func (d *Daemon) Detach(ctx context.Context, volumeID string) error {
 	}
 	d.mu.Unlock()
 
+	var mounted map[string][]string
+	if len(drop) > 0 {
+		if mounted, err = d.mountedDisks(drop); err != nil {
+			return fmt.Errorf("daemon: detach %s: not disconnecting without knowing what is mounted: %w", volumeID, err)
+		}
+	}
 	var errs []error
 	for _, name := range drop {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			break
+		}
+		if at := mounted[name]; len(at) > 0 {
+			// The volume goes; the controller stays, unreferenced, and
+			// orphan cleanup takes it once nothing is mounted.
+			d.log.Warn("controller kept connected: a disk it serves is still mounted", "controller", name,
+				"volume", volumeID, "mounted_at", at)
+			continue
 		}
 		err := d.conn.Disconnect(name)
 		if err != nil && !errors.Is(err, fabrics.ErrControllerGone) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/srvlab/rds-csi/sysfs"
@@ -197,4 +198,64 @@ func checkConsistent(t *testing.T, e *env, d *Daemon) {
 	if diff := cmp.Diff(owned, e.ownedNames()); diff != "" {
 		t.Errorf("state file vs registry (-registry +file):\n%s", diff)
 	}
+}
+
+// TestDetachKeepsMountedController: a disk of the controller still mounted
+// anywhere (a mount(8) of a killed predecessor that finished late, a bind
+// of the device node, a mount made by hand) keeps the controller
+// connected; the volume goes, and orphan cleanup disconnects the
+// controller only once nothing is mounted and the grace period has run.
+func TestDetachKeepsMountedController(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		mount func(att Attachment, staging string) string
+	}{
+		{"file system on the staging path", func(att Attachment, staging string) string {
+			return fsMount(40, fmt.Sprintf("%d:%d", att.Namespace.Dev.Major, att.Namespace.Dev.Minor), staging)
+		}},
+		{"device node bound outside the staging root", func(att Attachment, _ string) string {
+			return blockMount(40, att.Namespace.Name, "/mnt/by-hand")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, sysfstest.Spec{Multipath: true})
+			d := e.start()
+			att, err := d.Attach(t.Context(), spec("pvc-1", volNQN(1), 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			staging := filepath.Join(e.staging, "pvc-1")
+			e.writeMounts(tc.mount(att, staging))
+			if err := d.Detach(t.Context(), "pvc-1"); err != nil {
+				t.Fatal(err)
+			}
+			if got := e.conn.disconnected(); len(got) != 0 {
+				t.Fatalf("disconnected %v under a mount", got)
+			}
+			if _, ok := controllerInfoOK(d, att.Controller); !ok {
+				t.Fatalf("%s left the registry", att.Controller)
+			}
+			e.clock.Advance(time.Hour)
+			d.cleanup(t.Context())
+			if got := e.conn.disconnected(); len(got) != 0 {
+				t.Fatalf("cleanup disconnected %v under a mount", got)
+			}
+			e.writeMounts()
+			d.cleanup(t.Context())
+			e.clock.Advance(e.cfg.OrphanGrace)
+			d.cleanup(t.Context())
+			if diff := cmp.Diff([]string{att.Controller}, e.conn.disconnected()); diff != "" {
+				t.Errorf("after the unmount and the grace period (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func controllerInfoOK(d *Daemon, name string) (ControllerInfo, bool) {
+	for _, c := range d.Snapshot().Controllers {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return ControllerInfo{}, false
 }

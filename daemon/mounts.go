@@ -3,9 +3,11 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -256,4 +258,65 @@ func (d *Daemon) addRecoveredLocked(m stagedMount) {
 		}
 	}
 	d.vols[id] = v
+}
+
+// mountedDisks returns, for each of the controllers names, where a disk it
+// serves (a multipath head of its subsystem or one of its own disks) is
+// mounted anywhere, from a fresh read of the mount table and sysfs. A
+// controller under a mount is never disconnected: a mount can appear that
+// no volume record explains (a mount(8) started by a killed predecessor
+// that finished later, or one made by hand).
+func (d *Daemon) mountedDisks(names []string) (map[string][]string, error) {
+	mounts, err := readMountInfo(d.cfg.MountInfo)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: read mount table: %w", err)
+	}
+	// Only these controllers and their subsystems are read: a full scan
+	// would fail on any unrelated controller that changes meanwhile.
+	var ctrls []sysfs.Controller
+	var subs []sysfs.Subsystem
+	for _, name := range names {
+		c, err := d.cfg.FS.Controller(name)
+		if errors.Is(err, sysfs.ErrNotExist) {
+			continue // gone: it serves no disk
+		}
+		if err != nil {
+			return nil, fmt.Errorf("daemon: read %s: %w", name, err)
+		}
+		ctrls = append(ctrls, c)
+		if c.Subsystem == "" {
+			continue
+		}
+		s, err := d.cfg.FS.Subsystem(c.Subsystem)
+		if err != nil && !errors.Is(err, sysfs.ErrNotExist) {
+			return nil, fmt.Errorf("daemon: read %s: %w", c.Subsystem, err)
+		}
+		if err == nil {
+			subs = append(subs, s)
+		}
+	}
+	idx := newDeviceIndex(ctrls, subs)
+	out := map[string][]string{}
+	for _, m := range mounts {
+		di, ok := devInfo{}, false
+		if m.fstype == "devtmpfs" {
+			di, ok = idx.byName[strings.TrimPrefix(m.root, "/")]
+		} else {
+			di, ok = idx.byDev[m.dev]
+			if !ok {
+				if name, cut := strings.CutPrefix(m.source, "/dev/"); cut {
+					di, ok = idx.byName[name]
+				}
+			}
+		}
+		if !ok {
+			continue
+		}
+		for _, c := range di.controllers {
+			if slices.Contains(names, c) {
+				out[c] = append(out[c], m.mountPoint)
+			}
+		}
+	}
+	return out, nil
 }

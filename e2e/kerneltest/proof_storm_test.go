@@ -161,7 +161,7 @@ p50 / p95 / max (n), min separately. QEMU TCG guest, 2 vCPUs: absolute times are
 |---|---|
 | stage, per volume (all %d issued at once) | %s, min %s |
 | stage, all %d done (wall) | %s |
-| outage: loss on -> controller not live (sysfs) | %s, min %s |
+%s| outage: loss on -> controller not live (sysfs) | %s, min %s |
 | outage: loss on -> all %d volumes INACCESSIBLE in NodeGetVolumeHealth | %s |
 | outage held (loss on -> loss off) | %s |
 | recovery: loss off -> controller live (sysfs) | %s, min %s |
@@ -179,7 +179,7 @@ p50 / p95 / max (n), min separately. QEMU TCG guest, 2 vCPUs: absolute times are
 `,
 		stormVolumes, fmtDur(res.held),
 		stormVolumes, dist(stageLat), fmtDur(slices.Min(stageLat)),
-		stormVolumes, fmtDur(stageWall),
+		stormVolumes, fmtDur(stageWall), stormStageSplit(t, d.Logs()),
 		dist(res.down), fmtDur(slices.Min(res.down)),
 		stormVolumes, fmtDur(res.allInaccessible),
 		fmtDur(res.held),
@@ -194,6 +194,40 @@ p50 / p95 / max (n), min separately. QEMU TCG guest, 2 vCPUs: absolute times are
 		res.healthCalls,
 		stormVolumes, dist(unstageLat), fmtDur(slices.Min(unstageLat)),
 		stormVolumes, fmtDur(unstageWall)))
+}
+
+// stormStageSplit turns the timing of the binary's "volume staged" lines
+// (text log: timing.connect_write=18ms ...) into table rows: where the
+// concurrent stages spent their time.
+func stormStageSplit(t *testing.T, logs string) string {
+	t.Helper()
+	re := regexp.MustCompile(`timing\.([a-z_]+)=([0-9.]+[a-zµ]+)`)
+	phases := map[string][]time.Duration{}
+	for l := range strings.Lines(logs) {
+		if !strings.Contains(l, `msg="volume staged"`) {
+			continue
+		}
+		for _, m := range re.FindAllStringSubmatch(l, -1) {
+			if d, err := time.ParseDuration(m[2]); err == nil {
+				phases[m[1]] = append(phases[m[1]], d)
+			}
+		}
+	}
+	if len(phases["total"]) != stormVolumes {
+		t.Errorf("%d \"volume staged\" lines with timing in the daemon's log, want %d", len(phases["total"]), stormVolumes)
+	}
+	var b strings.Builder
+	for _, p := range []struct{ key, what string }{
+		{"backoff", "waiting for one of the 4 connect slots (and backoff)"},
+		{"connect_write", "the connect write"},
+		{"device", "waiting for the block device"},
+		{"mount", "the bind mount (mount(8))"},
+		{"overhead", "the driver's own overhead"},
+		{"total", "total in the driver"},
+	} {
+		fmt.Fprintf(&b, "| stage split, per volume: %s | %s |\n", p.what, dist(phases[p.key]))
+	}
+	return b.String()
 }
 
 func stormKernelCount(n int) string {
