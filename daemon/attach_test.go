@@ -141,10 +141,11 @@ func TestAttachRetry(t *testing.T) {
 		wantReason string
 	}{
 		{name: "retryable then success", errs: []error{errRefused, errRefused}, wantCalls: 3},
-		{name: "rejected is not retried", errs: []error{errRejected}, wantCalls: 1, wantErr: fabrics.ErrRejected, wantReason: "TargetRejected"},
+		{name: "rejected is tried three times", always: errRejected, wantCalls: 3, wantErr: fabrics.ErrRejected, wantReason: "TargetRejected"},
+		{name: "rejected once (a timed-out connect) then success", errs: []error{errRejected}, wantCalls: 2},
 		{name: "auth is not retried", errs: []error{errAuth}, wantCalls: 1, wantErr: fabrics.ErrAuth, wantReason: "AuthenticationFailed"},
 		{name: "unreachable until the steps run out", always: errRefused, wantCalls: 5, wantErr: fabrics.ErrUnreachable, wantReason: "TargetUnreachable"},
-		{name: "retryable then rejected", errs: []error{errRefused, errRejected}, wantCalls: 2, wantErr: fabrics.ErrRejected, wantReason: "TargetRejected"},
+		{name: "retryable then rejected", errs: []error{errRefused, errRejected, errRejected}, always: errRejected, wantCalls: 3, wantErr: fabrics.ErrRejected, wantReason: "TargetRejected"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, sysfstest.Spec{Multipath: true})

@@ -35,8 +35,10 @@ var (
 	// EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENETDOWN). The only retryable class.
 	ErrUnreachable error = &kind{"unreachable", "target unreachable"}
 	// ErrRejected: the target refused the connection (EIO): unknown subsystem
-	// NQN, NQN not exported on that port, or host not allowed.
-	ErrRejected error = &kind{"rejected", "target rejected the connection (unknown NQN or host not allowed)"}
+	// NQN, NQN not exported on that port, or host not allowed. The kernel
+	// also answers EIO when the Fabrics Connect command times out (an
+	// overloaded target), so the daemon tries an EIO a few times.
+	ErrRejected error = &kind{"rejected", "target rejected the connection (unknown NQN or host not allowed; or the connect command timed out)"}
 	// ErrAuth: authentication failed (ENOKEY, EKEYREJECTED, EKEYEXPIRED,
 	// EKEYREVOKED, EPERM).
 	ErrAuth error = &kind{"auth", "authentication failed"}
