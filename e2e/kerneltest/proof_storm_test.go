@@ -216,7 +216,7 @@ p50 / p95 / max (n), min separately. QEMU TCG guest, 2 vCPUs: absolute times are
 // concurrent stages spent their time.
 func stormStageSplit(t *testing.T, logs string) string {
 	t.Helper()
-	re := regexp.MustCompile(`timing\.([a-z_]+)=([0-9.]+[a-zµ]+)`)
+	re := regexp.MustCompile(`timing\.([a-z_]+)=((?:[0-9.]+[a-zµ]+)+)`) // 1m2.5s, 350ms, 12µs
 	phases := map[string][]time.Duration{}
 	for l := range strings.Lines(logs) {
 		if !strings.Contains(l, `msg="volume staged"`) {
