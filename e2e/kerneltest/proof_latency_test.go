@@ -184,13 +184,9 @@ func TestProofDetectionLatency(t *testing.T) {
 	att, err := d.Attach(context.Background(), volumeSpec(id, nqn, port))
 	must(t, err)
 	must(t, d.MarkStaged(id, "/staging/"+id, true))
-	health := func() csipb.VolumeHealthErrorType {
-		resp, err := node.NodeGetVolumeHealth(context.Background(), &csipb.NodeGetVolumeHealthRequest{VolumeId: id})
-		must(t, err)
-		if hs := resp.GetVolumeHealth().GetHealthStatuses(); len(hs) > 0 {
-			return hs[0].GetStatus()
-		}
-		return csipb.VolumeHealthErrorType_UNKNOWN_VOLUME_HEALTH_TYPE // healthy: no entry
+	isInaccessible := func() bool {
+		hs := mustHealth(t, node, id)
+		return len(hs) > 0 && hs[0].GetStatus() == csipb.VolumeHealthErrorType_INACCESSIBLE
 	}
 	healthy := func() bool { return len(mustHealth(t, node, id)) == 0 }
 	eventually(t, 10*time.Second, "healthy before the first outage", func() (bool, string) { return healthy(), "not healthy" })
@@ -212,7 +208,7 @@ func TestProofDetectionLatency(t *testing.T) {
 			if tConn == 0 && c.State == sysfs.StateConnecting {
 				tConn = now
 			}
-			if tInacc == 0 && health() == csipb.VolumeHealthErrorType_INACCESSIBLE {
+			if tInacc == 0 && isInaccessible() {
 				tInacc = time.Since(start)
 			}
 			time.Sleep(500 * time.Microsecond)

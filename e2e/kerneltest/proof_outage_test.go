@@ -125,7 +125,10 @@ func reconnectForever(t *testing.T, tg *nvmet.Target, node csipb.NodeClient, klo
 		res.forever.newFile = err.Error()
 		t.Errorf("new file after the outages: %v", err)
 	}
-	lines := klog.drain()
+	lines, gap := klog.drain()
+	if gap {
+		lines = append(lines, "(kernel log records overwritten before they were read)")
+	}
 	res.forever.fsErrors = fsErrorLines(lines, v.device)
 	if len(res.forever.fsErrors) > 0 {
 		t.Errorf("kernel log has filesystem or I/O errors for %s:\n%s", v.device, strings.Join(res.forever.fsErrors, "\n"))
@@ -212,7 +215,8 @@ func lossExpires(t *testing.T, tg *nvmet.Target, node csipb.NodeClient, klog *km
 	x.held = time.Since(start)
 	time.Sleep(3 * time.Second) // room for anything to reconnect (nothing should)
 	x.afterRelink = fmtHealth(v.health(t))
-	x.fsLines = ext4Lines(klog.drain(), v.device)
+	lines, _ := klog.drain()
+	x.fsLines = ext4Lines(lines, v.device)
 
 	// Unpublish and unstage: both succeed and leave nothing.
 	t0 := time.Now()
@@ -242,23 +246,6 @@ func lossExpires(t *testing.T, tg *nvmet.Target, node csipb.NodeClient, klog *km
 type outageKind struct {
 	name            string
 	inject, restore func() error
-}
-
-func netemLoss() error {
-	return hostTool("/usr/sbin/tc", "qdisc", "add", "dev", "lo", "root", "netem", "loss", "100%")
-}
-
-func netemClear() error { return hostTool("/usr/sbin/tc", "qdisc", "del", "dev", "lo", "root") }
-
-// hostTool runs one of the host's tools chrooted into its root. The path
-// must be absolute: the guest's busybox chroot would run its own applet of
-// the same name otherwise.
-func hostTool(args ...string) error {
-	out, err := exec.Command("chroot", append([]string{guestenv.Root}, args...)...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
 }
 
 // outageRun is what one outage of the ctrlLossTmo=-1 volume measured.
@@ -810,43 +797,6 @@ func mountOf(mnt string) (dev string, opts []string, ok bool) {
 func mountOfPath(mnt string) (string, bool) {
 	dev, _, ok := mountOf(mnt)
 	return dev, ok
-}
-
-// kmsgTail reads the kernel log records written after it was opened.
-type kmsgTail struct{ fd int }
-
-func openKmsgTail(t *testing.T) *kmsgTail {
-	t.Helper()
-	fd, err := syscall.Open("/dev/kmsg", syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	must(t, err)
-	t.Cleanup(func() { syscall.Close(fd) })
-	if _, err := syscall.Seek(fd, 0, io.SeekEnd); err != nil {
-		t.Fatalf("seek /dev/kmsg: %v", err)
-	}
-	return &kmsgTail{fd: fd}
-}
-
-// drain returns the messages logged since the last drain.
-func (k *kmsgTail) drain() []string {
-	var out []string
-	buf := make([]byte, 8192)
-	for {
-		n, err := syscall.Read(k.fd, buf)
-		if errors.Is(err, syscall.EPIPE) {
-			out = append(out, "(kernel log records overwritten before they were read)")
-			continue
-		}
-		if err != nil || n <= 0 {
-			return out
-		}
-		rec := string(buf[:n])
-		_, msg, ok := strings.Cut(rec, ";")
-		if !ok {
-			continue
-		}
-		msg, _, _ = strings.Cut(msg, "\n")
-		out = append(out, msg)
-	}
 }
 
 // ext4Lines are the kernel's ext4 messages and block I/O errors about dev.

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -515,60 +514,17 @@ func stormControllerMetric(t *testing.T, addr, family string) map[string]int {
 	return out
 }
 
-// stormKmsg reads the kernel log from the moment it was opened.
-type stormKmsg struct{ fd int }
-
-func stormOpenKmsg(t *testing.T) *stormKmsg {
-	t.Helper()
-	// Raw and non-blocking: a read returns EAGAIN at the end of the log.
-	fd, err := syscall.Open("/dev/kmsg", syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	must(t, err)
-	t.Cleanup(func() { syscall.Close(fd) })
-	_, err = syscall.Seek(fd, 0, 2) // SEEK_END
-	must(t, err)
-	return &stormKmsg{fd: fd}
-}
-
-// reconnects counts the kernel's "nvmeN: Successfully reconnected" records
-// per controller; gap reports records lost (overwritten before the read).
-func (k *stormKmsg) reconnects(t *testing.T) (counts map[string]int, gap bool) {
-	t.Helper()
+// kernelReconnects counts the kernel's "nvmeN: Successfully reconnected"
+// records per controller among msgs.
+func kernelReconnects(msgs []string) map[string]int {
 	re := regexp.MustCompile(`^nvme (nvme[0-9]+): Successfully reconnected`)
-	counts = map[string]int{}
-	buf := make([]byte, 8192)
-	for {
-		n, err := syscall.Read(k.fd, buf)
-		switch {
-		case errors.Is(err, syscall.EAGAIN):
-			return counts, gap
-		case errors.Is(err, syscall.EPIPE):
-			gap = true
-			continue
-		}
-		must(t, err)
-		rec := string(buf[:n])
-		msg := rec[strings.IndexByte(rec, ';')+1:]
-		if i := strings.IndexByte(msg, '\n'); i >= 0 {
-			msg = msg[:i]
-		}
+	counts := map[string]int{}
+	for _, msg := range msgs {
 		if m := re.FindStringSubmatch(msg); m != nil {
 			counts[m[1]]++
 		}
 	}
-}
-
-// stormTC runs the host's tc (iproute2) in the guest, chrooted into the
-// host root. (Not through the guest's busybox chroot: it would run its own
-// tc applet, which lacks netem.)
-func stormTC(args ...string) error {
-	cmd := exec.Command("/usr/sbin/tc", args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: guestenv.Root}
-	cmd.Dir = "/"
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("tc %s: %w: %s", strings.Join(args, " "), err, out)
-	}
-	return nil
+	return counts
 }
 
 type stormResult struct {
@@ -605,17 +561,17 @@ func stormOutageAndRecovery(t *testing.T, d *guestenv.Daemon, node csipb.NodeCli
 	res.reconnectsBefore = stormMetric(metricsAddr, "rds_csi_reconnects_total")
 	ctx := withTimeout(t, 5*time.Minute)
 	ctrlBefore := stormControllerMetric(t, metricsAddr, "rds_csi_controller_reconnects_total")
-	kmsg := stormOpenKmsg(t)
+	kmsg := openKmsgTail(t)
 	before, err := readProcStat(d.Pid())
 	must(t, err)
 
-	must(t, stormTC("qdisc", "add", "dev", "lo", "root", "netem", "loss", "100%"))
+	must(t, netemLoss())
 	on := time.Now()
 	lossOn := true
 	lossOff := func() {
 		if lossOn {
 			lossOn = false
-			if err := stormTC("qdisc", "del", "dev", "lo", "root"); err != nil {
+			if err := netemClear(); err != nil {
 				t.Errorf("restore lo: %v", err)
 			}
 		}
@@ -692,7 +648,8 @@ func stormOutageAndRecovery(t *testing.T, d *guestenv.Daemon, node csipb.NodeCli
 	time.Sleep(2 * time.Second)
 	res.reconnectsAfter = stormMetric(metricsAddr, "rds_csi_reconnects_total")
 	ctrlAfter := stormControllerMetric(t, metricsAddr, "rds_csi_controller_reconnects_total")
-	kernel, gap := kmsg.reconnects(t)
+	msgs, gap := kmsg.drain()
+	kernel := kernelReconnects(msgs)
 	res.kernelReconnects = -1
 	if !gap {
 		res.kernelReconnects = 0

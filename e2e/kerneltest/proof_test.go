@@ -9,19 +9,26 @@ package kerneltest
 // results/<series>/.
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/srvlab/rds-csi/e2e/guestenv"
 )
 
 // writeResult records a proof's measurements: body is Markdown. The file
@@ -163,4 +170,67 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// netemLoss and netemClear add and remove 100% packet loss on lo (the
+// host's tc: the guest's busybox has no netem). Every NVMe/TCP connection
+// of the lab stalls; the daemons' CSI sockets are unix sockets.
+func netemLoss() error {
+	return hostTool("/usr/sbin/tc", "qdisc", "add", "dev", "lo", "root", "netem", "loss", "100%")
+}
+
+func netemClear() error { return hostTool("/usr/sbin/tc", "qdisc", "del", "dev", "lo", "root") }
+
+// hostTool runs one of the host's tools (an absolute path inside the
+// host root) chrooted into the host root, with the guest's /dev, /proc and
+// /sys (guestenv.Prepare).
+func hostTool(path string, args ...string) error {
+	if err := guestenv.Prepare(); err != nil {
+		return err
+	}
+	cmd := exec.Command(path, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: guestenv.Root}
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", path, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// kmsgTail reads the kernel log records written after it was opened.
+type kmsgTail struct{ fd int }
+
+func openKmsgTail(t *testing.T) *kmsgTail {
+	t.Helper()
+	// Non-blocking: a read returns EAGAIN at the end of the log.
+	fd, err := syscall.Open("/dev/kmsg", syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	must(t, err)
+	t.Cleanup(func() { syscall.Close(fd) })
+	if _, err := syscall.Seek(fd, 0, io.SeekEnd); err != nil {
+		t.Fatalf("seek /dev/kmsg: %v", err)
+	}
+	return &kmsgTail{fd: fd}
+}
+
+// drain returns the messages logged since the last drain, and whether
+// records were overwritten before they could be read.
+func (k *kmsgTail) drain() (msgs []string, gap bool) {
+	buf := make([]byte, 8192)
+	for {
+		n, err := syscall.Read(k.fd, buf)
+		if errors.Is(err, syscall.EPIPE) {
+			gap = true
+			continue
+		}
+		if err != nil || n <= 0 {
+			return msgs, gap
+		}
+		_, msg, ok := strings.Cut(string(buf[:n]), ";")
+		if !ok {
+			continue
+		}
+		msg, _, _ = strings.Cut(msg, "\n")
+		msgs = append(msgs, msg)
+	}
 }
