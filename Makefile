@@ -24,65 +24,97 @@ test: lint image-binary monitoring-check unit fuzz e2e
 unit:
 	$(GO) test -race -count=1 $(PKGS)
 
-lint: tidy-check
+lint: tidy-check staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	GOOS=darwin $(GO) vet ./fabrics/... ./sysfs/... ./daemon/... ./csi/...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+	GOOS=darwin $(GO) vet ./fabrics/... ./sysfs/... ./daemon/... ./csi/... ./internal/... ./routeros/...
+	$(STATICCHECK) $(PKGS)
 
+## tidy-check: fails when `go mod tidy` would change go.mod or go.sum, without changing them (it prints the diff).
 tidy-check:
-	@$(GO) mod tidy
-	@if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum:"; git --no-pager diff -- go.mod go.sum; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go mod tidy would change go.mod/go.sum (above); run go mod tidy"; exit 1; }
 
-## promtool: the pinned promtool (for monitoring-check), built once into a cache outside the repo.
-PROMTOOL_VERSION ?= v0.316.0
+## Lint and monitoring tools: pinned versions, each built once into a cache outside the repo.
 TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rds-csi/bin
+
+## staticcheck: the pinned staticcheck (for lint).
+STATICCHECK_VERSION ?= v0.8.2
+# staticcheck reads code with the go/types it was built with: one binary per Go version.
+STATICCHECK ?= $(TOOLS_DIR)/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)
+.PHONY: staticcheck
+staticcheck: $(STATICCHECK)
+
+$(STATICCHECK):
+	@mkdir -p $(TOOLS_DIR)
+	@# A build directory of its own, so that builds in other checkouts do not collide.
+	tmp=$$(mktemp -d $(TOOLS_DIR)/.build.XXXXXX) && GOBIN=$$tmp $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) && mv $$tmp/staticcheck $@ && rmdir $$tmp
+
+## promtool: the pinned promtool (for monitoring-check).
+PROMTOOL_VERSION ?= v0.316.0
 PROMTOOL  ?= $(TOOLS_DIR)/promtool-$(PROMTOOL_VERSION)
 .PHONY: promtool monitoring-check
 promtool: $(PROMTOOL)
 
 $(PROMTOOL):
-	@mkdir -p $(TOOLS_DIR)/.build
-	GOBIN=$(TOOLS_DIR)/.build $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
-	mv $(TOOLS_DIR)/.build/promtool $@
+	@mkdir -p $(TOOLS_DIR)
+	@# A build directory of its own, so that builds in other checkouts do not collide.
+	tmp=$$(mktemp -d $(TOOLS_DIR)/.build.XXXXXX) && GOBIN=$$tmp $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION) && mv $$tmp/promtool $@ && rmdir $$tmp
 
 ## monitoring-check: deploy/monitoring's alert rules (promtool check and unit tests), and package metrics' tests with promtool required (exposition lint, names used by the alerts and the dashboard).
 monitoring-check: promtool
 	cd deploy/monitoring && $(PROMTOOL) check rules alerts.yaml && $(PROMTOOL) test rules alerts_test.yaml
 	PROMTOOL=$(PROMTOOL) RDS_CSI_REQUIRE_PROMTOOL=1 $(GO) test -race -count=1 ./metrics/...
 
-## demo: the main job: the daemon attaching a real volume in the QEMU lab through an outage.
+## demo: the main job: the controller provisions a volume on the nvmet-backed RDS emulator, and the daemon attaches it in the QEMU lab through an outage.
 DEMO_KERNEL ?= 6.12
 demo: lab-deps
 	$(GO) run ./e2e/cmd/demo -kernel $(DEMO_KERNEL)
 
 ## e2e: the real-kernel lab (QEMU, Debian 6.1 and 6.12 kernels, nvmet on loopback).
+## The whole -v output goes to e2e.log, a summary to the terminal; when the lab fails, the failed
+## guest tests' output (cut to its last lines) and their own messages are printed last, after it.
+LAB_SUMMARY  := '^(=== RUN|\s*--- (PASS|FAIL|SKIP)|PASS|FAIL|ok)|lab_test'
+LAB_FAILURES := $(GO) run ./e2e/cmd/labfailures
+## E2E_RUN narrows the host tests (e.g. 'TestLab/6.12/multipath$'), RDS_CSI_LAB_RUN the guest tests.
+E2E_RUN ?= .
+
 e2e: lab-deps
-	RDS_CSI_E2E=1 $(GO) test -count=1 -timeout 45m -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|\s*--- (PASS|FAIL|SKIP)|PASS|FAIL|ok)|lab_test' ; test $${PIPESTATUS[0]} -eq 0
+	RDS_CSI_E2E=1 $(GO) test -count=1 -timeout 60m -v -run '$(value E2E_RUN)' ./e2e/ 2>&1 | tee e2e.log | grep -E $(LAB_SUMMARY) ; rc=$${PIPESTATUS[0]}; \
+		if [ $$rc -ne 0 ]; then $(LAB_FAILURES) e2e.log; fi; exit $$rc
 
 ## proofs: only the lab's reliability and performance proofs (TestProof*, one boot per kernel);
 ## their result tables go to results/<series>/ (RELIABILITY.md and BENCHMARKS.md quote them).
 proofs: lab-deps
 	rm -rf results && mkdir -p results
-	RDS_CSI_E2E=1 RDS_CSI_RESULTS_DIR=$(CURDIR)/results $(GO) test -count=1 -timeout 45m -v -run 'TestLab/.*/proof' ./e2e/ 2>&1 | tee proofs.log | grep -E '^(=== RUN|\s*--- (PASS|FAIL|SKIP)|PASS|FAIL|ok)|lab_test' ; test $${PIPESTATUS[0]} -eq 0
+	RDS_CSI_E2E=1 RDS_CSI_RESULTS_DIR=$(CURDIR)/results $(GO) test -count=1 -timeout 60m -v -run 'TestLab/.*/proof' ./e2e/ 2>&1 | tee proofs.log | grep -E $(LAB_SUMMARY) ; rc=$${PIPESTATUS[0]}; \
+		if [ $$rc -ne 0 ]; then $(LAB_FAILURES) proofs.log; fi; exit $$rc
 
 lab-deps:
 	@command -v qemu-system-x86_64 >/dev/null && command -v busybox >/dev/null && command -v depmod >/dev/null && command -v cpio >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 busybox-static kmod cpio xz-utils zstd file)
 
-## fixtures: re-capture testdata/sysfs and daemon/testdata/kmsg/captured-* from the real kernels in the lab.
+## k8s-deps: the Kubernetes binaries of the lab's Kubernetes node (kubelet, kube-apiserver,
+## kube-controller-manager, kube-scheduler $(K8S_VERSION)), built once from the Go module proxy
+## under nice -n 19 into the lab cache beside the kernels, keyed on version and architecture
+## (e2e/lab/k8s-bins.sh; the cold build's time is in BENCHMARKS.md). Not part of make test.
+K8S_VERSION ?= v1.37.2
+.PHONY: k8s-deps
+k8s-deps:
+	GO=$(GO) bash e2e/lab/k8s-bins.sh $(K8S_VERSION)
+
+## fixtures: re-capture testdata/sysfs, testdata/sysfs-halfborn (a controller before its first connect) and internal/kmsg/testdata/captured-* from the real kernels in the lab.
 fixtures: lab-deps
 	rm -rf testdata/sysfs.new && mkdir -p testdata/sysfs.new
 	RDS_CSI_E2E=1 RDS_CSI_CAPTURE_DIR=$(CURDIR)/testdata/sysfs.new $(GO) test -count=1 -run TestLab ./e2e/
 	rm -rf testdata/sysfs && mv testdata/sysfs.new testdata/sysfs
 
-## fuzz: each fuzz target for a short fixed budget.
+## fuzz: each fuzz target for a short fixed budget (.ci/fuzz-one: Go 1.26's end-of-budget race is not a failure).
 FUZZTIME ?= 5s
-FUZZ_PKGS ?= ./fabrics ./sysfs ./csi ./daemon
+FUZZ_PKGS ?= ./fabrics ./sysfs ./csi ./daemon ./internal/kmsg ./internal/mountinfo ./routeros
 fuzz:
 	@set -e; for pkg in $(FUZZ_PKGS); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+			echo "fuzz $$pkg $$f"; GO=$(GO) .ci/fuzz-one $$pkg $$f $(FUZZTIME); \
 		done; \
 	done
 

@@ -18,10 +18,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	"github.com/srvlab/rds-csi/csi"
 	"github.com/srvlab/rds-csi/daemon"
@@ -66,26 +72,33 @@ type options struct {
 	startupJitter   time.Duration
 	noEvents        bool
 	kmsg            bool
+
+	// kubelet plugin registration without node-driver-registrar
+	registrationPath     string // the registration socket; "" = off
+	registrationEndpoint string // the CSI socket as kubelet sees it; "" = the --endpoint path
+
+	mode string // modeNode or modeController
+	ctrl controllerOptions
 }
 
 func parseFlags(fset *flag.FlagSet, args []string) (options, error) {
 	var o options
 	host, _ := os.Hostname()
 	fset.StringVar(&o.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix:///path or tcp://host:port)")
-	fset.StringVar(&o.nodeID, "node-id", host, "node id reported by NodeGetInfo (default: the host name)")
+	fset.StringVar(&o.nodeID, "node-id", host, "the node's name (the Kubernetes node name; default: the host name); NodeGetInfo reports <node-id>/<hostnqn>, at most 192 bytes")
 	fset.StringVar(&o.driverName, "driver-name", csi.DefaultDriverName, "CSI driver name")
 	fset.StringVar(&o.stateDir, "state-dir", "/var/lib/rds-csi", "directory for the ownership file and the generated host identity (a hostPath)")
 	fset.StringVar(&o.hostIdentityDir, "host-identity-dir", "/etc/nvme", "directory with the host's hostnqn and hostid files (nvme-cli's); empty to ignore them")
 	fset.StringVar(&o.sysfsRoot, "sysfs-root", sysfs.DefaultRoot, "sysfs mount point")
 	fset.StringVar(&o.fabricsDevice, "fabrics-device", fabrics.DefaultDevicePath, "NVMe over Fabrics control device")
 	fset.StringVar(&o.procRoot, "proc-root", "/proc", "procfs mount point (network namespace check)")
-	fset.StringVar(&o.metricsAddress, "metrics-address", ":9809", "HTTP address for /healthz and /readyz (and metrics); empty disables")
+	fset.StringVar(&o.metricsAddress, "metrics-address", ":9809", "HTTP address for /healthz and /readyz (and metrics); empty disables (with --mode=controller the default is "+controllerMetricsAddress+", so that a node plugin and a controller on one host do not collide)")
 	fset.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fset.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fset.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fset.BoolVar(&o.skipNetNSCheck, "skip-netns-check", false, "do not require the host network namespace (lab only: NVMe/TCP connections belong to the network namespace that creates them)")
 	fset.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight gRPC calls may run after SIGTERM")
-	fset.DurationVar(&o.drainDeadAfter, "drain-dead-after", 0, "on SIGTERM (and on SIGUSR1, the admin call), lower ctrl_loss_tmo to --drain-ctrl-loss-tmo on controllers whose target has been unreachable at least this long, so a node shutdown does not hang forever on a dead target; 0: SIGTERM leaves every connection alone and SIGUSR1 uses 10m")
+	fset.DurationVar(&o.drainDeadAfter, "drain-dead-after", 0, "on SIGTERM (and on SIGUSR1, the admin call `rds-csi drain-dead-targets` sends), lower ctrl_loss_tmo to --drain-ctrl-loss-tmo on controllers whose target has been unreachable at least this long, so a node shutdown does not hang forever on a dead target; 0: SIGTERM leaves every connection alone and SIGUSR1 uses 10m")
 	fset.IntVar(&o.drainLossTmo, "drain-ctrl-loss-tmo", 30, "the ctrl_loss_tmo (seconds) --drain-dead-after and SIGUSR1 set")
 	fset.StringVar(&o.stagingRoot, "staging-root", "/var/lib/kubelet/plugins", "kubelet's plugins directory, under which staging paths live")
 	fset.DurationVar(&o.pollInterval, "poll-interval", time.Second, "how often the state of known controllers is re-read")
@@ -96,11 +109,24 @@ func parseFlags(fset *flag.FlagSet, args []string) (options, error) {
 	fset.DurationVar(&o.startupJitter, "startup-jitter", 0, "random delay (up to this) before the first orphan cleanup, so a DaemonSet rollout does not act on every node at once")
 	fset.BoolVar(&o.noEvents, "no-events", false, "do not subscribe to uevents and netlink, nor read the kernel log (the poller still runs)")
 	fset.BoolVar(&o.kmsg, "kmsg", true, "read the kernel log (/dev/kmsg, needs CAP_SYSLOG) to see controller faults within milliseconds; without it, or with --kmsg=false, faults are seen by uevents and the poller")
+	fset.StringVar(&o.registrationPath, "kubelet-registration-path", "", "serve kubelet's plugin registration (pluginregistration v1) on this socket, e.g. /var/lib/kubelet/plugins_registry/<driver-name>-reg.sock, so that kubelet finds the plugin without the node-driver-registrar sidecar; empty: off (a registrar registers the plugin)")
+	fset.StringVar(&o.registrationEndpoint, "kubelet-registration-endpoint", "", "with --kubelet-registration-path: the path of the CSI socket (--endpoint) as kubelet sees it on the host, which kubelet dials; empty: the --endpoint path (when the plugin sees it at the host's path)")
+	fset.StringVar(&o.mode, "mode", modeNode, "what to serve: node (Identity and Node, the DaemonSet) or controller (Identity and Controller on --endpoint, driving the RDS over SSH; see the --rds-* flags)")
+	o.ctrl.register(fset)
 	if err := fset.Parse(args); err != nil {
+		return options{}, err
+	}
+	if o.mode == modeController && !flagSet(fset, "metrics-address") {
+		o.metricsAddress = controllerMetricsAddress
+	}
+	if err := o.ctrl.check(o.mode); err != nil {
 		return options{}, err
 	}
 	if fset.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected arguments: %v", fset.Args())
+	}
+	if err := o.checkRegistration(); err != nil {
+		return options{}, err
 	}
 	switch {
 	case o.nodeID == "":
@@ -115,6 +141,42 @@ func parseFlags(fset *flag.FlagSet, args []string) (options, error) {
 		return options{}, fmt.Errorf("--driver-name %q: want at most 63 characters, alphanumerics, '-' and '.', starting and ending with an alphanumeric", o.driverName)
 	}
 	return o, nil
+}
+
+// checkRegistration checks the --kubelet-registration-* flags and fills in
+// the default kubelet endpoint.
+func (o *options) checkRegistration() error {
+	if o.registrationPath == "" {
+		if o.registrationEndpoint != "" {
+			return errors.New("--kubelet-registration-endpoint needs --kubelet-registration-path")
+		}
+		return nil
+	}
+	if o.mode != modeNode {
+		return fmt.Errorf("--kubelet-registration-path is for --mode=%s (kubelet registers node plugins only)", modeNode)
+	}
+	if base := filepath.Base(o.registrationPath); !filepath.IsAbs(o.registrationPath) || strings.HasPrefix(base, ".") {
+		return fmt.Errorf("--kubelet-registration-path %q: want an absolute path whose name does not start with '.' (kubelet ignores those)", o.registrationPath)
+	}
+	network, sock, err := csi.ParseEndpoint(o.endpoint)
+	if err != nil {
+		return fmt.Errorf("--endpoint: %w", err)
+	}
+	if network != "unix" {
+		return fmt.Errorf("--kubelet-registration-path: kubelet dials unix sockets only; --endpoint is %s", o.endpoint)
+	}
+	if o.registrationEndpoint == "" {
+		o.registrationEndpoint = sock
+	}
+	network, p, err := csi.ParseEndpoint(o.registrationEndpoint)
+	if err != nil || network != "unix" {
+		return fmt.Errorf("--kubelet-registration-endpoint %q: want the absolute path of a unix socket", o.registrationEndpoint)
+	}
+	o.registrationEndpoint = p
+	if o.registrationEndpoint == o.registrationPath {
+		return errors.New("--kubelet-registration-endpoint and --kubelet-registration-path name the same socket")
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -179,6 +241,12 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == drainCommand {
+		return runDrain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == checkCommand {
+		return runCheck(ctx, args[1:], stdout, stderr)
+	}
 	fset := flag.NewFlagSet("rds-csi", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	o, err := parseFlags(fset, args)
@@ -194,6 +262,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	slog.SetDefault(log)
+	if o.mode == modeController {
+		return runController(ctx, o, log)
+	}
 	if err := preflight(o); err != nil {
 		return err
 	}
@@ -205,15 +276,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "version", version, "driver", o.driverName, "node_id", o.nodeID,
+	log.Info("starting", "version", version, "driver", o.driverName, "node_name", o.nodeID,
 		"hostnqn", host.NQN, "hostid", host.ID, "host_identity_source", source)
 
 	fsys := sysfs.NewFS(o.sysfsRoot)
+	fab := fabrics.NewClient(o.fabricsDevice, fsys)
 	obs := metrics.NewObserver()
 	d, err := daemon.New(daemon.Config{
 		Observer:        obs,
 		FS:              fsys,
-		Fabrics:         fabrics.NewClient(o.fabricsDevice, fsys),
+		Fabrics:         fab,
 		StateDir:        o.stateDir,
 		StagingRoot:     o.stagingRoot,
 		PollInterval:    o.pollInterval,
@@ -233,7 +305,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		NodeID:    o.nodeID,
 		Host:      host,
 		Volumes:   d,
-		Rescanner: csi.SysfsRescanner{FS: fsys},
+		Rescanner: csi.KernelRescanner{Disks: fsys, Fabrics: fab},
 		Logger:    log.With("component", "node"),
 	})
 	if err != nil {
@@ -272,7 +344,8 @@ type lifecycle interface {
 // accepting calls and lets in-flight ones finish (bounded by
 // --shutdown-timeout), lowers ctrl_loss_tmo on long-dead targets if
 // --drain-dead-after asks for it, then stops the daemon; connections are
-// otherwise left alone. SIGUSR1 lowers ctrl_loss_tmo on demand.
+// otherwise left alone. SIGUSR1 (sent by `rds-csi drain-dead-targets`)
+// lowers ctrl_loss_tmo on demand.
 func serve(ctx context.Context, o options, log *slog.Logger, d lifecycle, reg prometheus.Gatherer, identity *csi.Identity, node *csi.Node) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -281,10 +354,12 @@ func serve(ctx context.Context, o options, log *slog.Logger, d lifecycle, reg pr
 	defer signal.Stop(usr1)
 
 	errc := make(chan error, 3)
-	httpSrv, err := startMetricsServer(o.metricsAddress, metrics.Handler(reg, metrics.HealthFuncs{
-		Alive: metrics.LoopProgress(d, loopStallLimit(o.pollInterval)),
+	var serving servingCheck
+	loop := metrics.LoopProgress(d, loopStallLimit(o.pollInterval))
+	httpSrv, err := startMetricsServer(o.metricsAddress, reg, metrics.HealthFuncs{
+		Alive: func() error { return errors.Join(loop(), serving.check()) },
 		Ready: d.Ready,
-	}), log, errc)
+	}, log, errc)
 	if err != nil {
 		return err
 	}
@@ -329,6 +404,23 @@ func serve(ctx context.Context, o options, log *slog.Logger, d lifecycle, reg pr
 		}
 	}()
 	log.Info("serving CSI", "endpoint", o.endpoint)
+	checks := []func(context.Context) error{func(ctx context.Context) error { return probeCSI(ctx, o.endpoint) }}
+
+	// Registration comes last: kubelet dials the CSI socket as soon as it
+	// has registered the driver.
+	stopRegistration := func() {}
+	if o.registrationPath != "" {
+		var regCheck func(context.Context) error
+		stopRegistration, regCheck, err = startRegistration(o, log.With("component", "registration"), errc)
+		if err != nil {
+			gracefulStop(srv, o.shutdownTimeout, log)
+			stopHTTP()
+			_ = d.Close()
+			return err
+		}
+		checks = append(checks, regCheck)
+	}
+	serving.set(checks)
 
 	var runErr error
 loop:
@@ -344,6 +436,9 @@ loop:
 			break loop
 		}
 	}
+	// First, so that kubelet deregisters the driver and sends no new calls
+	// while the CSI server drains; the socket goes with it.
+	stopRegistration()
 	gracefulStop(srv, o.shutdownTimeout, log)
 	if o.drainDeadAfter > 0 {
 		lowerDeadTargets(d, o.drainDeadAfter, o.drainLossTmo, log)
@@ -404,17 +499,18 @@ func loopStallLimit(poll time.Duration) time.Duration {
 }
 
 // startMetricsServer serves /metrics, /healthz (the event loop makes
-// progress) and /readyz (the daemon finished its first reconcile) on addr;
-// "" disables it.
-func startMetricsServer(addr string, h http.Handler, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+// progress) and /readyz (the daemon finished its first reconcile) on addr
+// with metrics.NewServer; "" disables it. It listens before it returns, so
+// a bad address fails the start.
+func startMetricsServer(addr string, g prometheus.Gatherer, h metrics.HealthFuncs, log *slog.Logger, errc chan<- error) (*http.Server, error) {
 	if addr == "" {
 		return nil, nil
 	}
-	lis, err := net.Listen("tcp", addr)
+	srv := metrics.NewServer(addr, g, h)
+	lis, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-address: %w", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("metrics server: %w", err)
@@ -422,4 +518,127 @@ func startMetricsServer(addr string, h http.Handler, log *slog.Logger, errc chan
 	}()
 	log.Info("serving metrics and health endpoints", "address", lis.Addr().String())
 	return srv, nil
+}
+
+// registrationWarnAfter is how long after the registration socket appears
+// the plugin warns that kubelet has not registered it (kubelet's plugin
+// watcher reacts to a new socket at once).
+const registrationWarnAfter = 2 * time.Minute
+
+// warnIfUnregistered logs a warning unless kubelet has registered the driver:
+// the usual cause is a registration socket outside the plugins_registry
+// directory of the node's kubelet (another kubelet root directory).
+func warnIfUnregistered(reg *csi.Registration, socket string, log *slog.Logger) {
+	if reg.Registered() {
+		return
+	}
+	log.Warn("kubelet has not registered the driver yet: check that --kubelet-registration-path is in the plugins_registry directory of the node's kubelet (its root directory, /var/lib/kubelet by default) and that kubelet runs",
+		"socket", socket, "waited", registrationWarnAfter, "refusal", fmt.Sprint(reg.Status()))
+}
+
+// healthTimeout bounds each of /healthz's calls to the plugin's own sockets.
+const healthTimeout = 3 * time.Second
+
+// servingCheck is the part of /healthz that checks what kubelet uses: it
+// fails until the servers run (the first reconcile takes a while: the
+// DaemonSet's startup probe allows for it), then calls each check, with a
+// fresh connection each time, so that a deleted socket file or a server that
+// no longer answers is seen as kubelet would see it.
+type servingCheck struct {
+	checks atomic.Pointer[[]func(context.Context) error]
+}
+
+func (s *servingCheck) set(checks []func(context.Context) error) { s.checks.Store(&checks) }
+
+func (s *servingCheck) check() error {
+	checks := s.checks.Load()
+	if checks == nil {
+		return errors.New("not serving yet: the first reconcile is running")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
+	defer cancel()
+	var errs []error
+	for _, c := range *checks {
+		errs = append(errs, c(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// dial returns a client connection to a unix socket path or host:port.
+func dial(network, addr string) (*grpc.ClientConn, error) {
+	target := addr
+	if network == "unix" {
+		target = "unix://" + addr
+	}
+	return grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// probeCSI calls CSI Probe on endpoint, as livenessprobe does: an error
+// unless it answers ready.
+func probeCSI(ctx context.Context, endpoint string) error {
+	network, addr, err := csi.ParseEndpoint(endpoint)
+	if err != nil {
+		return err
+	}
+	conn, err := dial(network, addr)
+	if err != nil {
+		return fmt.Errorf("CSI endpoint %s: %w", endpoint, err)
+	}
+	defer conn.Close()
+	resp, err := csipb.NewIdentityClient(conn).Probe(ctx, &csipb.ProbeRequest{})
+	if err != nil {
+		return fmt.Errorf("CSI Probe on %s: %w", endpoint, err)
+	}
+	if r := resp.GetReady(); r != nil && !r.GetValue() {
+		return fmt.Errorf("CSI Probe on %s: not ready", endpoint)
+	}
+	return nil
+}
+
+// startRegistration serves kubelet's plugin registration on
+// --kubelet-registration-path (see csi.Registration and csi.ListenAtomic)
+// and returns what stops it (the socket goes with it) and its health check:
+// the socket answers GetInfo with this driver and endpoint, and kubelet's
+// last word was not a refusal.
+func startRegistration(o options, log *slog.Logger, errc chan<- error) (stop func(), check func(context.Context) error, err error) {
+	reg, err := csi.NewRegistration(o.driverName, o.registrationEndpoint, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	lis, err := csi.ListenAtomic(o.registrationPath, csi.RegistrationSocketMode)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--kubelet-registration-path: %w", err)
+	}
+	srv := grpc.NewServer()
+	registerapi.RegisterRegistrationServer(srv, reg)
+	go func() {
+		if err := srv.Serve(lis); err != nil {
+			errc <- fmt.Errorf("registration server: %w", err)
+		}
+	}()
+	log.Info("serving kubelet plugin registration", "socket", o.registrationPath, "kubelet_endpoint", o.registrationEndpoint)
+	warn := time.AfterFunc(registrationWarnAfter, func() { warnIfUnregistered(reg, o.registrationPath, log) })
+	stop = func() {
+		warn.Stop()
+		srv.Stop()
+	}
+	check = func(ctx context.Context) error {
+		if err := reg.Status(); err != nil {
+			return err
+		}
+		conn, err := dial("unix", o.registrationPath)
+		if err != nil {
+			return fmt.Errorf("registration socket %s: %w", o.registrationPath, err)
+		}
+		defer conn.Close()
+		info, err := registerapi.NewRegistrationClient(conn).GetInfo(ctx, &registerapi.InfoRequest{})
+		if err != nil {
+			return fmt.Errorf("registration socket %s: GetInfo: %w", o.registrationPath, err)
+		}
+		if info.GetName() != o.driverName || info.GetEndpoint() != o.registrationEndpoint {
+			return fmt.Errorf("registration socket %s answers for %s at %s, not this plugin", o.registrationPath, info.GetName(), info.GetEndpoint())
+		}
+		return nil
+	}
+	return stop, check, nil
 }

@@ -43,8 +43,8 @@ type codeRule struct {
 //     daemon.ErrClosed: Unavailable; the plugin is shutting down.
 //   - daemon.ErrConflict (the volume id is staged with another NQN or
 //     nsid): AlreadyExists, the spec's "published but incompatible".
-//   - daemon.ErrUnknownVolume: NotFound (callers that want "gone" treat it
-//     as success before calling Status).
+//   - daemon.ErrUnknownVolume (MarkStaged of a volume that is not attached,
+//     VolumeHealth of a volume the daemon does not know): NotFound.
 //   - context.DeadlineExceeded, context.Canceled: DeadlineExceeded, Canceled.
 //   - anything else: Internal.
 var codeRules = []codeRule{
@@ -75,12 +75,18 @@ func Code(err error) codes.Code {
 	if s, ok := status.FromError(err); ok {
 		return s.Code()
 	}
+	return ruleFor(err).code
+}
+
+// ruleFor returns the first rule err matches; Internal without a hint if
+// none does.
+func ruleFor(err error) codeRule {
 	for _, r := range codeRules {
 		if errors.Is(err, r.target) {
-			return r.code
+			return r
 		}
 	}
-	return codes.Internal
+	return codeRule{code: codes.Internal}
 }
 
 // Status converts err into a gRPC status error: nil stays nil, a status
@@ -97,10 +103,5 @@ func Status(op string, err error) error {
 	if op != "" {
 		msg = op + ": " + msg
 	}
-	for _, r := range codeRules {
-		if errors.Is(err, r.target) {
-			return status.Error(r.code, msg+r.hint)
-		}
-	}
-	return status.Error(codes.Internal, msg)
+	return status.Error(Code(err), msg+ruleFor(err).hint)
 }

@@ -1,11 +1,13 @@
 package csi
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	testingexec "k8s.io/utils/exec/testing"
 
 	"github.com/srvlab/rds-csi/daemon"
+	"github.com/srvlab/rds-csi/internal/mountinfo"
 )
 
 // fakeVolumes is an in-memory daemon.
@@ -52,7 +55,7 @@ func (f *fakeVolumes) Attach(ctx context.Context, spec daemon.Spec) (daemon.Atta
 	if f.attachErr != nil {
 		return daemon.Attachment{}, f.attachErr
 	}
-	if v, ok := f.vols[spec.VolumeID]; ok && v.spec.Options.NQN != spec.Options.NQN {
+	if v, ok := f.vols[spec.VolumeID]; ok && v.staged && (v.spec.Options.NQN != spec.Options.NQN || v.spec.NSID != spec.NSID) {
 		return daemon.Attachment{}, fmt.Errorf("%w: %s", daemon.ErrConflict, spec.VolumeID)
 	}
 	dev, ok := f.devices[spec.VolumeID]
@@ -61,6 +64,10 @@ func (f *fakeVolumes) Attach(ctx context.Context, spec daemon.Spec) (daemon.Atta
 		f.devices[spec.VolumeID] = dev
 	}
 	updated := false
+	isNew := true
+	if v, ok := f.vols[spec.VolumeID]; ok {
+		isNew = !v.staged
+	}
 	if v, ok := f.vols[spec.VolumeID]; ok {
 		updated = !v.spec.Options.CtrlLossTmo.Equal(spec.Options.CtrlLossTmo)
 		v.spec = spec
@@ -69,7 +76,8 @@ func (f *fakeVolumes) Attach(ctx context.Context, spec daemon.Spec) (daemon.Atta
 	}
 	return daemon.Attachment{
 		Controller: "nvme" + strings.TrimSuffix(strings.TrimPrefix(dev, "/dev/nvme"), "n1"), Device: dev, TimeoutsUpdated: updated,
-		Timing: daemon.AttachTiming{Attempts: 1},
+		NewVolume: isNew,
+		Timing:    daemon.AttachTiming{Attempts: 1},
 	}, nil
 }
 
@@ -84,14 +92,25 @@ func (f *fakeVolumes) MarkStaged(volumeID, stagingPath string, block bool) error
 	return nil
 }
 
+func (f *fakeVolumes) Volume(volumeID string) (daemon.VolumeInfo, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.vols[volumeID]
+	if !ok {
+		return daemon.VolumeInfo{}, false
+	}
+	vi := daemon.VolumeInfo{ID: volumeID, State: daemon.VolumeAttached, Device: f.devices[volumeID]}
+	if v.staged {
+		vi.State, vi.StagingPath, vi.Block = daemon.VolumeStaged, v.stagingPath, v.block
+	}
+	return vi, true
+}
+
 func (f *fakeVolumes) Detach(ctx context.Context, volumeID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.detaches++
-	if _, ok := f.vols[volumeID]; !ok {
-		return fmt.Errorf("%w: %s", daemon.ErrUnknownVolume, volumeID)
-	}
-	delete(f.vols, volumeID)
+	delete(f.vols, volumeID) // an unknown volume is a success, as in the daemon
 	return nil
 }
 
@@ -226,7 +245,7 @@ var testHost = HostIdentity{
 type testEnv struct {
 	node    *Node
 	vols    *fakeVolumes
-	mounter *mount.FakeMounter
+	mounter *kernelMounter
 	exec    *fakeExec
 	stats   *fakeStats
 	rescan  *fakeRescanner
@@ -234,9 +253,17 @@ type testEnv struct {
 
 func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
+	e := newTestEnvWith(t, newFakeVolumes())
+	e.vols = e.node.vols.(*fakeVolumes)
+	return e
+}
+
+// newTestEnvWith is a Node over vols, with the mount layer and the kernel
+// faked; its vols field is nil.
+func newTestEnvWith(t testing.TB, vols Volumes) *testEnv {
+	t.Helper()
 	e := &testEnv{
-		vols:    newFakeVolumes(),
-		mounter: mount.NewFakeMounter(nil),
+		mounter: &kernelMounter{FakeMounter: mount.NewFakeMounter(nil)},
 		exec:    newFakeExec(),
 		stats:   &fakeStats{size: 20 << 30},
 	}
@@ -244,7 +271,7 @@ func newTestEnv(t testing.TB) *testEnv {
 	n, err := NewNode(NodeConfig{
 		NodeID:    "node-1",
 		Host:      testHost,
-		Volumes:   e.vols,
+		Volumes:   vols,
 		Mounter:   e.mounter,
 		Exec:      e.exec,
 		Stats:     e.stats,
@@ -254,20 +281,76 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.mountTable = e.mounter.table
 	e.node = n
 	return e
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// mountPaths lists the fake mount table's paths, sorted.
+// mountPaths lists the fake mount table's paths (decoded), sorted.
 func (e *testEnv) mountPaths() []string {
-	mps, _ := e.mounter.List()
+	mps, _ := e.mounter.FakeMounter.List()
 	set := map[string]bool{}
 	for _, mp := range mps {
 		set[mp.Path] = true
 	}
 	return slices.Sorted(maps.Keys(set))
+}
+
+// kernelMounter is mount-utils' fake mounter whose List answers as the
+// real mounter's does: from the kernel's mount table text, where space,
+// tab, newline and backslash in a path are octal escapes (\040, \011, \012,
+// \134), left undecoded by mount-utils. With noOpenat2 its IsMountPoint
+// answers as mount-utils' does where openat2(2) is refused (an old seccomp
+// profile) and stat(2) cannot see a bind mount: from List.
+type kernelMounter struct {
+	*mount.FakeMounter
+	noOpenat2 bool
+}
+
+func (k *kernelMounter) IsMountPoint(file string) (bool, error) {
+	if !k.noOpenat2 {
+		return k.FakeMounter.IsMountPoint(file)
+	}
+	if _, err := os.Stat(file); err != nil {
+		return false, err
+	}
+	mps, err := k.List()
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(mps, func(mp mount.MountPoint) bool { return mp.Path == file }), nil
+}
+
+func (k *kernelMounter) List() ([]mount.MountPoint, error) {
+	mps, err := k.FakeMounter.List()
+	mps = slices.Clone(mps) // the fake's own slice: not ours to change
+	for i := range mps {
+		mps[i].Path, mps[i].Device = escapeMountPath(mps[i].Path), escapeMountPath(mps[i].Device)
+	}
+	return mps, err
+}
+
+// table is the fake's mount table as the kernel's mountinfo gives it
+// (from List: paths escaped), read by package mountinfo's parser.
+func (k *kernelMounter) table() ([]mountinfo.Entry, error) {
+	mps, err := k.List()
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	for i, mp := range mps {
+		fmt.Fprintf(&b, "%d 1 0:0 / %s %s - %s %s rw\n", 100+i, mp.Path,
+			cmp.Or(strings.Join(mp.Opts, ","), "rw"), cmp.Or(mp.Type, "none"), cmp.Or(mp.Device, "none"))
+	}
+	return mountinfo.Parse([]byte(b.String())), nil
+}
+
+// escapeMountPath escapes a path as the kernel's mount tables do
+// (fs/proc_namespace.c, mangle()).
+func escapeMountPath(s string) string {
+	return strings.NewReplacer(" ", `\040`, "\t", `\011`, "\n", `\012`, `\`, `\134`).Replace(s)
 }
 
 // validContext is a minimal valid VolumeContext.

@@ -3,13 +3,13 @@ package csi
 import (
 	"cmp"
 	"context"
-	"net"
 	"slices"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/srvlab/rds-csi/daemon"
+	"github.com/srvlab/rds-csi/fabrics"
 )
 
 // NodeGetVolumeHealth reports the daemon's view of one volume: no entries
@@ -112,7 +112,7 @@ func storageHealth(targets []daemon.TargetHealth) []*csi.NodeGetStorageHealthRes
 
 // targetMessage is "10.0.0.5:4420: <message> (controllers nvme1, nvme2)".
 func targetMessage(t daemon.TargetHealth) string {
-	s := net.JoinHostPort(t.Traddr, t.Trsvcid)
+	s := fabrics.HostPort(t.Traddr, t.Trsvcid)
 	if t.Message != "" {
 		s += ": " + t.Message
 	}

@@ -42,7 +42,6 @@ const (
 	HostIdentityFromState         = "state"              // generated earlier, kept in the state dir
 	HostIdentityGenerated         = "generated"          // generated now and stored in the state dir
 	hostIdentityFile              = "host-identity.json" // in the state dir
-	uuidNQNPrefix                 = "nqn.2014-08.org.nvmexpress:uuid:"
 )
 
 // LoadHostIdentity returns this node's NVMe host identity.
@@ -69,11 +68,11 @@ func LoadHostIdentity(systemDir, stateDir string) (id HostIdentity, source strin
 	case nqn != "" && hid != "":
 		return HostIdentity{NQN: nqn, ID: hid}, HostIdentityFromSystem, warnings, nil
 	case nqn != "":
-		if u, ok := strings.CutPrefix(nqn, uuidNQNPrefix); ok && fabrics.IsUUID(u) {
+		if u, ok := strings.CutPrefix(nqn, fabrics.UUIDNQNPrefix); ok && fabrics.IsUUID(u) {
 			return HostIdentity{NQN: nqn, ID: strings.ToLower(u)}, HostIdentityDerived, warnings, nil
 		}
 	case hid != "":
-		return HostIdentity{NQN: uuidNQNPrefix + hid, ID: hid}, HostIdentityDerived, warnings, nil
+		return HostIdentity{NQN: fabrics.UUIDNQNPrefix + hid, ID: hid}, HostIdentityDerived, warnings, nil
 	}
 
 	stored, ok, err := readStoredIdentity(stateDir)
@@ -159,7 +158,7 @@ func generateIdentity() (HostIdentity, error) {
 	if err != nil {
 		return HostIdentity{}, err
 	}
-	return HostIdentity{NQN: uuidNQNPrefix + id, ID: id}, nil
+	return HostIdentity{NQN: fabrics.UUIDNQNPrefix + id, ID: id}, nil
 }
 
 // newHostID returns a random (version 4) UUID.

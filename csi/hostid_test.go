@@ -75,7 +75,7 @@ func TestLoadHostIdentity(t *testing.T) {
 					t.Errorf("hostnqn %q, want %q", got.NQN, tc.want.NQN)
 				}
 			default:
-				if got.NQN != uuidNQNPrefix+got.ID {
+				if got.NQN != fabrics.UUIDNQNPrefix+got.ID {
 					t.Errorf("generated hostnqn %q does not embed hostid %q", got.NQN, got.ID)
 				}
 			}

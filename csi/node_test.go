@@ -58,7 +58,7 @@ func TestMountLifecycle(t *testing.T) {
 		t.Errorf("spec host identity %q %q, want the node's", got.HostNQN, got.HostID)
 	}
 	mp, ok, _ := e.node.mountEntry(staging)
-	if !ok || mp.Device != "/dev/nvme0n1" || mp.Type != "ext4" || !slices.Contains(mp.Opts, "noatime") {
+	if !ok || mp.Source != "/dev/nvme0n1" || mp.FSType != "ext4" || !slices.Contains(mp.Options, "noatime") {
 		t.Errorf("staging mount %+v, want /dev/nvme0n1 ext4 with noatime", mp)
 	}
 
@@ -123,7 +123,7 @@ func TestBlockLifecycle(t *testing.T) {
 	}
 	devFile := filepath.Join(staging, BlockDeviceFile)
 	mp, ok, _ := e.node.mountEntry(devFile)
-	if !ok || mp.Device != "/dev/nvme0n1" {
+	if !ok || mp.Source != "/dev/nvme0n1" {
 		t.Fatalf("device file mount %+v, want /dev/nvme0n1 bound on %s", mp, devFile)
 	}
 	if v := e.vols.snapshot()["vol-b"]; !v.staged || !v.block {
@@ -139,7 +139,7 @@ func TestBlockLifecycle(t *testing.T) {
 		t.Fatalf("block target is not a file: %v", err)
 	}
 	mp, _, _ = e.node.mountEntry(target)
-	if mp.Device != "/dev/nvme0n1" || !slices.Contains(mp.Opts, "ro") {
+	if mp.Source != "/dev/nvme0n1" || !slices.Contains(mp.Options, "ro") {
 		t.Errorf("target mount %+v, want /dev/nvme0n1 read-only", mp)
 	}
 	stats, err := e.node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: "vol-b", VolumePath: target})

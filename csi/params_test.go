@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/srvlab/rds-csi/daemon"
 	"github.com/srvlab/rds-csi/fabrics"
 )
 
@@ -29,6 +30,9 @@ func TestParseParamsDefaults(t *testing.T) {
 	if diff := cmp.Diff(want.Redacted(), p.Options.Redacted()); diff != "" {
 		t.Errorf("options (-want +got):\n%s", diff)
 	}
+	if p.ReconnectSpread != DefaultReconnectSpread {
+		t.Errorf("reconnect spread %d, want the default %d", p.ReconnectSpread, DefaultReconnectSpread)
+	}
 	if p.NSID != 1 || p.FSType != "" || p.MountOptions != nil {
 		t.Errorf("got nsid %d fsType %q mountOptions %q, want 1, \"\", nil", p.NSID, p.FSType, p.MountOptions)
 	}
@@ -36,21 +40,22 @@ func TestParseParamsDefaults(t *testing.T) {
 
 func TestParseParamsAll(t *testing.T) {
 	m := map[string]string{
-		KeyNVMeAddress:    "fd00::5",
-		KeyNVMePort:       "4421",
-		KeyNQN:            "nqn.2000-02.com.mikrotik:pvc-1",
-		KeyNSID:           "3",
-		KeyCtrlLossTmo:    "600",
-		KeyReconnectDelay: "2",
-		KeyKeepAliveTmo:   "10",
-		KeyFastIOFailTmo:  "30",
-		KeyNrIOQueues:     "4",
-		KeyQueueSize:      "256",
-		KeyHostIface:      "eth1",
-		KeyDataDigest:     "true",
-		KeyHeaderDigest:   "TRUE",
-		KeyFSType:         "xfs",
-		KeyMountOptions:   "noatime, discard,",
+		KeyNVMeAddress:     "fd00::5",
+		KeyNVMePort:        "4421",
+		KeyNQN:             "nqn.2000-02.com.mikrotik:pvc-1",
+		KeyNSID:            "3",
+		KeyCtrlLossTmo:     "600",
+		KeyReconnectDelay:  "2",
+		KeyReconnectSpread: "9",
+		KeyKeepAliveTmo:    "10",
+		KeyFastIOFailTmo:   "30",
+		KeyNrIOQueues:      "4",
+		KeyQueueSize:       "256",
+		KeyHostIface:       "eth1",
+		KeyDataDigest:      "true",
+		KeyHeaderDigest:    "TRUE",
+		KeyFSType:          "xfs",
+		KeyMountOptions:    "noatime, discard,",
 		// accepted and ignored
 		"rdsAddress":                 "10.0.0.1",
 		"volumePath":                 "/storage-pool/kubernetes-volumes",
@@ -76,6 +81,22 @@ func TestParseParamsAll(t *testing.T) {
 	if p.NSID != 3 || p.FSType != "xfs" {
 		t.Errorf("nsid %d fsType %q", p.NSID, p.FSType)
 	}
+	if s := p.Spec("pvc-1", HostIdentity{}, Secrets{}); p.ReconnectSpread != 9 || s.ReconnectSpread != 9 {
+		t.Errorf("reconnect spread %d, in the spec %d, want 9", p.ReconnectSpread, s.ReconnectSpread)
+	}
+}
+
+// TestParseReconnectSpreadOff: "0" turns the spread off.
+func TestParseReconnectSpreadOff(t *testing.T) {
+	m := validContext()
+	m[KeyReconnectSpread] = "0"
+	p, err := ParseParams(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ReconnectSpread != 0 {
+		t.Errorf("reconnect spread %d, want 0", p.ReconnectSpread)
+	}
 }
 
 // badParams: each case sets or removes one key; the error must be
@@ -87,6 +108,27 @@ var badParams = []struct {
 	del    bool
 	errKey string
 }{
+	{name: "unknown iopolicy", key: KeyIOPolicy, value: "fastest", errKey: KeyIOPolicy},
+	{name: "iopolicy with an injected option", key: KeyIOPolicy, value: "numa,nr_io_queues=1", errKey: KeyIOPolicy},
+	{name: "address list with a non-IP", key: KeyNVMeAddresses, value: "10.0.0.5,storage.local", errKey: KeyNVMeAddresses},
+	{name: "address list with an injected option", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6=ctrl_loss_tmo", errKey: KeyNVMeAddresses},
+	{name: "address list with a zone", key: KeyNVMeAddresses, value: "10.0.0.5,fe80::1%eth0", errKey: KeyNVMeAddresses},
+	{name: "address list with an empty item", key: KeyNVMeAddresses, value: "10.0.0.5,,10.0.0.6", errKey: KeyNVMeAddresses},
+	{name: "address list with a duplicate", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6,::ffff:10.0.0.6", errKey: KeyNVMeAddresses},
+	{name: "address list with a bad interface", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6@a/b", errKey: KeyNVMeAddresses},
+	{name: "address list with an empty interface", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6@", errKey: KeyNVMeAddresses},
+	{name: "address list with an empty source", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6/", errKey: KeyNVMeAddresses},
+	{name: "address list with a source name", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6/localhost", errKey: KeyNVMeAddresses},
+	{name: "address list with a source zone", key: KeyNVMeAddresses, value: "10.0.0.5,fe80::6/fe80::1%eth0", errKey: KeyNVMeAddresses},
+	{name: "address list with an unspecified source", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6/0.0.0.0", errKey: KeyNVMeAddresses},
+	{name: "address list with a multicast source", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6/224.0.0.1", errKey: KeyNVMeAddresses},
+	{name: "address list with a source prefix", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6/24", errKey: KeyNVMeAddresses},
+	{name: "address list with two sources", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6/10.0.0.7/10.0.0.8", errKey: KeyNVMeAddresses},
+	{name: "address list with a source before the interface", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6/10.0.0.7@eth0", errKey: KeyNVMeAddresses},
+	{name: "address list with a source carrying an option", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.6/10.0.0.7=host_iface", errKey: KeyNVMeAddresses},
+	{name: "address list with a duplicate source path", key: KeyNVMeAddresses, value: "10.0.0.5/10.0.0.7,10.0.0.5/::ffff:10.0.0.7", errKey: KeyNVMeAddresses},
+	{name: "address list too long", key: KeyNVMeAddresses, value: "10.0.0.5,10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4,10.0.0.6,10.0.0.7,10.0.0.8,10.0.0.9", errKey: KeyNVMeAddresses},
+	{name: "nvmeAddress not the first of the list", key: KeyNVMeAddresses, value: "10.0.0.6,10.0.0.5", errKey: KeyNVMeAddress},
 	{"missing address", KeyNVMeAddress, "", true, KeyNVMeAddress},
 	{"empty address", KeyNVMeAddress, "", false, KeyNVMeAddress},
 	{"host name address", KeyNVMeAddress, "rds.example.com", false, KeyNVMeAddress},
@@ -113,6 +155,9 @@ var badParams = []struct {
 	{"ctrlLossTmo hex", KeyCtrlLossTmo, "0x10", false, KeyCtrlLossTmo},
 	{"ctrlLossTmo overflow", KeyCtrlLossTmo, "99999999999", false, KeyCtrlLossTmo},
 	{"reconnectDelay zero", KeyReconnectDelay, "0", false, KeyReconnectDelay},
+	{"reconnectSpread negative", KeyReconnectSpread, "-1", false, KeyReconnectSpread},
+	{"reconnectSpread too big", KeyReconnectSpread, "601", false, KeyReconnectSpread},
+	{"reconnectSpread text", KeyReconnectSpread, "2s", false, KeyReconnectSpread},
 	{"reconnectDelay negative", KeyReconnectDelay, "-1", false, KeyReconnectDelay},
 	{"reconnectDelay space", KeyReconnectDelay, " 5", false, KeyReconnectDelay},
 	{"keepAliveTmo negative", KeyKeepAliveTmo, "-1", false, KeyKeepAliveTmo},
@@ -296,4 +341,106 @@ func blockCap() *csi.VolumeCapability {
 		AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
 		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
 	}
+}
+
+func TestParseAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		m         map[string]string
+		wantAddr  string
+		wantIface string
+		wantSrc   string
+		want      []daemon.Path
+	}{
+		{name: "list alone", m: map[string]string{KeyNQN: "nqn.2000-02.com.mikrotik:pvc-1", KeyNVMeAddresses: " 10.0.0.5 , fd00::0:6"},
+			wantAddr: "10.0.0.5", want: []daemon.Path{{Traddr: "10.0.0.5"}, {Traddr: "fd00::6"}}},
+		{name: "with nvmeAddress as the first", m: map[string]string{KeyNQN: "nqn.2000-02.com.mikrotik:pvc-1", KeyNVMeAddress: "10.0.0.5", KeyNVMeAddresses: "10.0.0.5,10.0.1.5"},
+			wantAddr: "10.0.0.5", want: []daemon.Path{{Traddr: "10.0.0.5"}, {Traddr: "10.0.1.5"}}},
+		{name: "interfaces: own, else hostIface", m: map[string]string{KeyNQN: "nqn.2000-02.com.mikrotik:pvc-1", KeyHostIface: "eth0", KeyNVMeAddresses: "10.0.0.5,10.0.1.5@eth1"},
+			wantAddr: "10.0.0.5", wantIface: "eth0", want: []daemon.Path{{Traddr: "10.0.0.5", HostIface: "eth0"}, {Traddr: "10.0.1.5", HostIface: "eth1"}}},
+		{name: "first path's own interface", m: map[string]string{KeyNQN: "nqn.2000-02.com.mikrotik:pvc-1", KeyNVMeAddresses: "10.0.0.5@eth1,10.0.1.5@eth2"},
+			wantAddr: "10.0.0.5", wantIface: "eth1", want: []daemon.Path{{Traddr: "10.0.0.5", HostIface: "eth1"}, {Traddr: "10.0.1.5", HostIface: "eth2"}}},
+		{name: "one address: an ordinary volume", m: map[string]string{KeyNQN: "nqn.2000-02.com.mikrotik:pvc-1", KeyNVMeAddresses: "10.0.0.5@eth1"},
+			wantAddr: "10.0.0.5", wantIface: "eth1"},
+		{name: "source addresses per path", m: map[string]string{KeyNQN: "nqn.2000-02.com.mikrotik:pvc-1", KeyHostIface: "eth0", KeyNVMeAddresses: "10.0.0.5/10.0.0.20,10.0.1.5@eth1/10.0.1.20,fd00::7/FD01:0::1,10.0.2.5"},
+			wantAddr: "10.0.0.5", wantIface: "eth0", wantSrc: "10.0.0.20", want: []daemon.Path{
+				{Traddr: "10.0.0.5", HostTraddr: "10.0.0.20", HostIface: "eth0"}, {Traddr: "10.0.1.5", HostTraddr: "10.0.1.20", HostIface: "eth1"},
+				{Traddr: "fd00::7", HostTraddr: "fd01::1", HostIface: "eth0"}, {Traddr: "10.0.2.5", HostIface: "eth0"}}},
+		{name: "one address with a source", m: map[string]string{KeyNQN: "nqn.2000-02.com.mikrotik:pvc-1", KeyNVMeAddresses: "10.0.0.5/10.0.0.20"},
+			wantAddr: "10.0.0.5", wantSrc: "10.0.0.20"},
+		{name: "the same address from two sources", m: map[string]string{KeyNQN: "nqn.2000-02.com.mikrotik:pvc-1", KeyNVMeAddresses: "10.0.0.5/10.0.0.20,10.0.0.5/10.0.0.21"},
+			wantAddr: "10.0.0.5", wantSrc: "10.0.0.20", want: []daemon.Path{{Traddr: "10.0.0.5", HostTraddr: "10.0.0.20"}, {Traddr: "10.0.0.5", HostTraddr: "10.0.0.21"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := ParseParams(tc.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Options.Traddr != tc.wantAddr || p.Options.HostIface != tc.wantIface || p.Options.HostTraddr != tc.wantSrc {
+				t.Errorf("first path %s@%s/%s, want %s@%s/%s", p.Options.Traddr, p.Options.HostIface, p.Options.HostTraddr, tc.wantAddr, tc.wantIface, tc.wantSrc)
+			}
+			if diff := cmp.Diff(tc.want, p.Paths); diff != "" {
+				t.Errorf("paths (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, p.Spec("v", HostIdentity{}, Secrets{}).Paths); diff != "" {
+				t.Errorf("spec paths (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseIOPolicy(t *testing.T) {
+	m := validContext()
+	m[KeyIOPolicy] = "queue-depth"
+	p, err := ParseParams(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Spec("v", HostIdentity{}, Secrets{}); s.IOPolicy != "queue-depth" {
+		t.Errorf("spec iopolicy %q, want queue-depth", s.IOPolicy)
+	}
+}
+
+// FuzzParseAddresses: whatever nvmeAddresses holds, it is refused with an
+// InvalidArgument *ParamError, or every path it yields validates and puts
+// exactly one traddr (and at most one host_iface and host_traddr) into its
+// option string.
+func FuzzParseAddresses(f *testing.F) {
+	f.Add("10.0.0.5,10.0.1.5@eth1", "eth0")
+	f.Add("fd00::1,10.0.0.5", "")
+	f.Add("10.0.0.5,10.0.0.6=x,ctrl_loss_tmo=0", "")
+	f.Add("10.0.0.5@a,b@c", "eth0")
+	f.Add("10.0.0.5/10.0.0.20,10.0.1.5@eth1/fd00::20", "")
+	f.Add("10.0.0.5/10.0.0.20/x,10.0.1.5@eth1/", "eth0")
+	f.Fuzz(func(t *testing.T, addrs, iface string) {
+		p, err := ParseParams(map[string]string{KeyNQN: "nqn.2000-02.com.mikrotik:pvc-1", KeyNVMeAddresses: addrs, KeyHostIface: iface})
+		if err != nil {
+			var pe *ParamError
+			if !errors.As(err, &pe) || Code(err) != codes.InvalidArgument {
+				t.Fatalf("error %v is not an InvalidArgument *ParamError", err)
+			}
+			return
+		}
+		s := p.Spec("v", HostIdentity{}, Secrets{})
+		for _, path := range append([]daemon.Path{{Traddr: s.Options.Traddr, HostTraddr: s.Options.HostTraddr, HostIface: s.Options.HostIface}}, s.Paths...) {
+			o := s.Options
+			o.Traddr, o.HostTraddr, o.HostIface = path.Traddr, path.HostTraddr, path.HostIface
+			if err := o.Validate(); err != nil {
+				t.Fatalf("accepted path %+v does not validate: %v", path, err)
+			}
+			str := o.String()
+			if n := strings.Count(str, ",traddr=") + strings.Count(str, "host_traddr="); n != 1+min(len(path.HostTraddr), 1) {
+				t.Fatalf("option string %q has %d traddr and host_traddr, path %+v", str, n, path)
+			}
+			if n := strings.Count(str, "host_traddr="); n > 1 {
+				t.Fatalf("option string %q has %d host_traddr", str, n)
+			}
+			if n := strings.Count(str, "host_iface="); n > 1 {
+				t.Fatalf("option string %q has %d host_iface", str, n)
+			}
+		}
+		if len(s.Paths) > daemon.MaxPaths {
+			t.Fatalf("%d paths accepted", len(s.Paths))
+		}
+	})
 }

@@ -20,24 +20,106 @@ import (
 )
 
 // TestSanity runs the csi-sanity Identity and Node specs in-process against
-// the real Node and Identity services over a unix socket, with the daemon,
-// the mount layer and the kernel faked. A test-only controller on a second
-// socket stands in for the rds-csi controller: its CreateVolume runs the
-// StorageClass parameters through ParseParams and returns them, plus the
-// volume's NQN, as the VolumeContext, so the node sees exactly what the
-// real controller would pass.
+// the real Node and Identity services over unix sockets, twice: once over
+// a fake daemon (fakeVolumes) and once over the real daemon (daemon.New with
+// a connector that plays the kernel on a synthetic sysfs tree, see
+// realdaemon_test.go), so the fake and the daemon cannot drift apart
+// unnoticed. The mount layer is faked in both. A test-only controller on a
+// second socket stands in for the rds-csi controller: its CreateVolume runs
+// the StorageClass parameters through ParseParams and returns them, plus the
+// volume's NQN, as the VolumeContext, so the node sees exactly what the real
+// controller would pass.
 //
 // The node-only Identity advertises no CONTROLLER_SERVICE (the controller
 // does that on its own socket); csi-sanity asks the node socket, so the
 // test wraps the Identity to advertise it, which lets the end-to-end specs
 // ("should work", "should be idempotent") run instead of being skipped.
+//
+// Ginkgo runs one suite per process, so both daemons' specs are registered
+// in one suite, each under a container naming its daemon.
 func TestSanity(t *testing.T) {
-	dir := t.TempDir()
-	e := newTestEnv(t)
+	daemons := []string{"fake daemon", "real daemon"}
+	nodes := map[string]*Node{
+		"fake daemon": newTestEnv(t).node,
+		"real daemon": newRealEnv(t).node,
+	}
+	var finalize []func()
+	for _, name := range daemons {
+		cfg := sanityConfig(t, nodes[name])
+		ginkgo.Describe(name, func() {
+			finalize = append(finalize, sanity.GinkgoTest(cfg).Finalize)
+		})
+	}
 
+	var (
+		mu     sync.Mutex
+		report types.Report
+	)
+	gomega.RegisterFailHandler(ginkgo.Fail)
+	ginkgo.ReportAfterSuite("count executed specs", func(r ginkgo.Report) {
+		mu.Lock()
+		report = r
+		mu.Unlock()
+	})
+	suite, reporter := ginkgo.GinkgoConfiguration()
+	focus := []string{"Node Service", "Identity Service"}
+	suite.FocusStrings = focus
+	reporter.Verbose = testing.Verbose()
+	ok := ginkgo.RunSpecs(t, "rds-csi node sanity", suite, reporter)
+	for _, f := range finalize {
+		f()
+	}
+	if !ok {
+		t.Fatal("csi-sanity failed")
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	type counts struct{ passed, failed, skipped int }
+	per := map[string]*counts{}
+	for _, name := range daemons {
+		per[name] = &counts{}
+	}
+	for _, s := range report.SpecReports {
+		h := s.ContainerHierarchyTexts
+		if s.LeafNodeType != types.NodeTypeIt || len(h) < 2 || per[h[0]] == nil || !slices.Contains(focus, h[1]) {
+			continue // not a node or identity spec
+		}
+		c := per[h[0]]
+		switch {
+		case s.State.Is(types.SpecStatePassed):
+			c.passed++
+		case s.State.Is(types.SpecStateSkipped | types.SpecStatePending):
+			c.skipped++
+		case s.State.Is(types.SpecStateFailureStates):
+			c.failed++
+		}
+	}
+	for _, name := range daemons {
+		c := per[name]
+		t.Logf("csi-sanity node and identity specs over the %s: %d passed, %d failed, %d skipped", name, c.passed, c.failed, c.skipped)
+		if c.passed == 0 || c.failed > 0 {
+			t.Errorf("csi-sanity over the %s executed %d specs successfully and %d failed; want > 0 and 0", name, c.passed, c.failed)
+		}
+		// Every applicable node spec runs: only the single-node-multi-writer
+		// one is skipped (the plugin does not advertise that capability).
+		if c.skipped > 1 {
+			t.Errorf("csi-sanity over the %s: %d specs skipped, want at most 1", name, c.skipped)
+		}
+	}
+	if per[daemons[0]].passed != per[daemons[1]].passed {
+		t.Errorf("csi-sanity passed %d specs over the %s and %d over the %s: want the same specs over both",
+			per[daemons[0]].passed, daemons[0], per[daemons[1]].passed, daemons[1])
+	}
+}
+
+// sanityConfig serves node on a unix socket beside a test controller and
+// returns the csi-sanity configuration for them.
+func sanityConfig(t *testing.T, node *Node) *sanity.TestConfig {
+	dir := t.TempDir()
 	nodeSock := filepath.Join(dir, "node.sock")
 	ctrlSock := filepath.Join(dir, "ctrl.sock")
-	nodeSrv := NewServer(discardLogger(), sanityIdentity{NewIdentity("", "v0.0.0-test", nil)}, e.node)
+	nodeSrv := NewServer(discardLogger(), sanityIdentity{NewIdentity("", "v0.0.0-test", nil)}, node)
 	serveOn(t, nodeSrv, "unix://"+nodeSock)
 	ctrlSrv := grpc.NewServer()
 	csi.RegisterControllerServer(ctrlSrv, &testController{vols: map[string]*csi.Volume{}})
@@ -59,53 +141,7 @@ func TestSanity(t *testing.T) {
 		KeyNQN:            "nqn.2000-02.com.mikrotik:placeholder", // replaced per volume
 	}
 	cfg.IdempotentCount = 3
-
-	var (
-		mu     sync.Mutex
-		report types.Report
-	)
-	gomega.RegisterFailHandler(ginkgo.Fail)
-	sc := sanity.GinkgoTest(&cfg)
-	ginkgo.ReportAfterSuite("count executed specs", func(r ginkgo.Report) {
-		mu.Lock()
-		report = r
-		mu.Unlock()
-	})
-	suite, reporter := ginkgo.GinkgoConfiguration()
-	suite.FocusStrings = []string{"Node Service", "Identity Service"}
-	reporter.Verbose = testing.Verbose()
-	ok := ginkgo.RunSpecs(t, "rds-csi node sanity", suite, reporter)
-	sc.Finalize()
-	if !ok {
-		t.Fatal("csi-sanity failed")
-	}
-
-	mu.Lock()
-	defer mu.Unlock()
-	passed, failed, skipped := 0, 0, 0
-	for _, s := range report.SpecReports {
-		if s.LeafNodeType != types.NodeTypeIt || len(s.ContainerHierarchyTexts) == 0 ||
-			!slices.Contains(suite.FocusStrings, s.ContainerHierarchyTexts[0]) {
-			continue // not a node or identity spec
-		}
-		switch {
-		case s.State.Is(types.SpecStatePassed):
-			passed++
-		case s.State.Is(types.SpecStateSkipped | types.SpecStatePending):
-			skipped++
-		case s.State.Is(types.SpecStateFailureStates):
-			failed++
-		}
-	}
-	t.Logf("csi-sanity node and identity specs: %d passed, %d failed, %d skipped", passed, failed, skipped)
-	if passed == 0 || failed > 0 {
-		t.Fatalf("csi-sanity executed %d specs successfully and %d failed; want > 0 and 0", passed, failed)
-	}
-	// Every applicable node spec runs: only the single-node-multi-writer one
-	// is skipped (the plugin does not advertise that capability).
-	if skipped > 1 {
-		t.Errorf("%d specs skipped, want at most 1", skipped)
-	}
+	return &cfg
 }
 
 func serveOn(t *testing.T, s *grpc.Server, endpoint string) {

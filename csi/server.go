@@ -121,8 +121,12 @@ var quietMethods = map[string]bool{
 	"/csi.v1.Identity/GetPluginCapabilities": true,
 }
 
+// maxLoggedRequest bounds how much of a request a log line quotes.
+const maxLoggedRequest = 4096
+
 // LoggingInterceptor logs every call with its request (secrets replaced by
-// protosanitizer), duration and resulting code.
+// protosanitizer; past maxLoggedRequest bytes only its start and its size),
+// duration and resulting code.
 func LoggingInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
@@ -138,7 +142,7 @@ func LoggingInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 			st, _ := status.FromError(err)
 			attrs := []any{
 				"method", info.FullMethod,
-				"request", protosanitizer.StripSecrets(req).String(),
+				"request", boundedText(protosanitizer.StripSecrets(req).String(), maxLoggedRequest),
 				"code", st.Code().String(),
 				"duration", time.Since(start),
 			}
@@ -149,4 +153,13 @@ func LoggingInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}
 		return resp, err
 	}
+}
+
+// boundedText returns s, or its first max bytes (cut at a rune start) and its
+// size.
+func boundedText(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", runePrefix(s, max), len(s))
 }

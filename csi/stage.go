@@ -31,7 +31,9 @@ type stageRequest struct {
 // waits for its block device, and then formats (if blank) and mounts it on
 // the staging path, or for a block volume bind-mounts the device onto
 // BlockDeviceFile in the staging directory. It is idempotent: a volume
-// already staged there with the same device succeeds.
+// already staged there with the same device succeeds. A volume staged at
+// another path is refused (FailedPrecondition, see stagedElsewhere) before
+// anything is attached.
 func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
 	r, err := n.checkStage(req)
 	if err != nil {
@@ -43,6 +45,9 @@ func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequ
 	}
 	defer release()
 
+	if err := n.checkStagingPath(r); err != nil {
+		return nil, err
+	}
 	clk := newStageClock()
 	log := n.log.With("volume", r.volumeID, "staging_path", r.stagingPath)
 	att, err := n.vols.Attach(ctx, r.spec)
@@ -55,7 +60,7 @@ func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequ
 
 	staged, err := n.stageDevice(r, att.Device, timedMounter(n.cfg.Mounter, n.cfg.Exec, clk))
 	if err != nil {
-		if !staged {
+		if att.NewVolume && !staged {
 			n.rollbackAttach(log, r.volumeID)
 		}
 		return nil, err
@@ -87,6 +92,10 @@ func (n *Node) checkStage(req *csi.NodeStageVolumeRequest) (stageRequest, error)
 	if err != nil {
 		return stageRequest{}, Status("volume_context", err)
 	}
+	if len(p.UnknownKeys) > 0 {
+		n.log.Warn("volume context written by a controller carries keys this node does not know (a newer controller?); they are ignored",
+			"volume", req.GetVolumeId(), "keys", p.UnknownKeys)
+	}
 	spec := p.Spec(req.GetVolumeId(), n.cfg.Host, ParseSecrets(req.GetSecrets()))
 	if err := validateSpec(spec); err != nil {
 		return stageRequest{}, Status("node-stage secrets", err)
@@ -113,8 +122,46 @@ func (n *Node) checkStage(req *csi.NodeStageVolumeRequest) (stageRequest, error)
 	return r, nil
 }
 
+// checkStagingPath refuses, before anything is attached, a symlink at the
+// staging path and a volume staged there already with the other access type:
+// staging a filesystem volume as block would bind the device inside its own
+// filesystem (and the volume could never be unstaged), and back.
+func (n *Node) checkStagingPath(r stageRequest) error {
+	if _, _, err := lstatPath("staging_target_path", r.stagingPath); err != nil {
+		return err
+	}
+	vi, ok := n.vols.Volume(r.volumeID)
+	if at, elsewhere := stagedElsewhere(vi, ok, r.stagingPath); elsewhere {
+		return status.Errorf(codes.FailedPrecondition, "volume %s is staged at %s; a volume has one staging path (two PersistentVolumes with the same volumeHandle?): unstage it there first", r.volumeID, at)
+	}
+	if ok && vi.State == daemon.VolumeStaged && vi.StagingPath == r.stagingPath && vi.Block != r.cap.block {
+		return status.Errorf(codes.AlreadyExists, "volume %s is staged at %s with block=%t; the request asks block=%t", r.volumeID, r.stagingPath, vi.Block, r.cap.block)
+	}
+	return nil
+}
+
+// stagedElsewhere reports whether the daemon's record vi (known: it has
+// one) has the volume staged at another path than path, and which. A volume
+// has one staging path (the CSI spec makes the CO ensure it; two static
+// PersistentVolumes with the same volumeHandle break it): a stage at a
+// second path is refused, and an unstage at a path other than the recorded
+// one unmounts only what of the volume is there, leaving the volume staged
+// and attached, so neither a second mount nor a leaked controller results.
+func stagedElsewhere(vi daemon.VolumeInfo, known bool, path string) (string, bool) {
+	if !known || vi.State != daemon.VolumeStaged || vi.StagingPath == path {
+		return "", false
+	}
+	return vi.StagingPath, true
+}
+
 func logAttach(log *slog.Logger, att daemon.Attachment) {
 	attrs := []any{"controller", att.Controller, "device", att.Device, "adopted", att.Adopted}
+	if att.MultipathOff {
+		log.Warn("volume names several target addresses but native NVMe multipath is off on this node (nvme_core.multipath=N): staged on its first path only", attrs...)
+	}
+	if att.PathsPending > 0 {
+		log.Info("volume attached on some of its paths; the others are being connected in the background", append(attrs, "paths_pending", att.PathsPending)...)
+	}
 	if att.TimeoutsUpdated {
 		log.Info("controller resilience parameters changed to those of this volume", attrs...)
 		return
@@ -153,6 +200,13 @@ func (n *Node) stageMount(r stageRequest, device string, m *mount.SafeFormatAndM
 		}
 		return true, nil
 	}
+	file := filepath.Join(r.stagingPath, BlockDeviceFile)
+	if mounted, err := n.isMountPoint(file); err != nil || mounted {
+		if err != nil {
+			return false, internal("check %s: %v", file, err)
+		}
+		return false, status.Errorf(codes.AlreadyExists, "staging path %s holds a block volume's device file", r.stagingPath)
+	}
 	if err := m.FormatAndMount(device, r.stagingPath, r.fsType, r.options); err != nil {
 		return false, mountError(device, r.stagingPath, err)
 	}
@@ -176,7 +230,16 @@ func (n *Node) stageBlock(r stageRequest, device string, m *mount.SafeFormatAndM
 	if err := ensureDir(r.stagingPath); err != nil {
 		return false, err
 	}
+	if mounted, err := n.isMountPoint(r.stagingPath); err != nil || mounted {
+		if err != nil {
+			return false, internal("check staging path %s: %v", r.stagingPath, err)
+		}
+		return false, status.Errorf(codes.AlreadyExists, "staging path %s holds a mounted filesystem; a block volume is staged in a plain directory", r.stagingPath)
+	}
 	file := filepath.Join(r.stagingPath, BlockDeviceFile)
+	if _, _, err := lstatPath("device file", file); err != nil {
+		return false, err
+	}
 	mounted, err := n.isMountPoint(file)
 	if err != nil {
 		return false, internal("check %s: %v", file, err)
@@ -200,20 +263,28 @@ func (n *Node) stageBlock(r stageRequest, device string, m *mount.SafeFormatAndM
 	return false, nil
 }
 
-// rollbackAttach releases the daemon's attachment after a failed first
-// stage, with a fresh context: the request's may be done.
+// rollbackAttach releases the daemon's attachment after a failed stage
+// whose Attach entered the volume in the daemon (Attachment.NewVolume) and
+// which found nothing of the volume on the staging path: the rollback
+// undoes only what the call did. It uses a fresh context: the request's may
+// be done.
 func (n *Node) rollbackAttach(log *slog.Logger, volumeID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DetachTimeout)
 	defer cancel()
-	if err := n.vols.Detach(ctx, volumeID); err != nil && !errors.Is(err, daemon.ErrUnknownVolume) {
-		log.Warn("releasing the attachment after a failed stage failed; cleanup will retry", errorAttr(err))
+	if err := n.vols.Detach(ctx, volumeID); err != nil {
+		log.Warn("releasing the attachment after a failed stage failed; the volume stays attached until its next stage or unstage", errorAttr(err))
 	}
 }
 
 // NodeUnstageVolume unmounts the staging path (or the block device file)
 // and then releases the volume in the daemon, which disconnects the
-// controller when no other staged volume uses it. A volume that is already
-// gone is success.
+// controller when no other staged volume uses it. Only the volume's own
+// mounts are unmounted (ownMount): a staging path that holds another mount
+// (another volume's, or one the plugin never made), or a symlink, is
+// FailedPrecondition and left alone, and the volume stays attached. A
+// volume that is already gone, or a path that holds no mount, is success.
+// When the daemon records the volume staged at another path, the volume is
+// not released: only what of it was at this path is unmounted.
 func (n *Node) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	if err := requireVolumeID(req.GetVolumeId()); err != nil {
 		return nil, err
@@ -229,40 +300,52 @@ func (n *Node) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolume
 	defer release()
 
 	log := n.log.With("volume", volumeID, "staging_path", stagingPath)
-	if err := n.unmountStaging(stagingPath); err != nil {
+	if err := n.unmountStaging(log, volumeID, stagingPath); err != nil {
 		return nil, err
 	}
+	vi, known := n.vols.Volume(volumeID)
+	if at, elsewhere := stagedElsewhere(vi, known, stagingPath); elsewhere {
+		log.Info("volume unstaged from this path; it stays staged at its own", "staged_at", at)
+		return &csi.NodeUnstageVolumeResponse{}, nil
+	}
 	if err := n.vols.Detach(ctx, volumeID); err != nil {
-		if !errors.Is(err, daemon.ErrUnknownVolume) {
-			return nil, Status("detach volume "+volumeID, err)
-		}
-		log.Debug("volume unknown to the daemon: nothing to detach")
+		return nil, Status("detach volume "+volumeID, err)
 	}
 	log.Info("volume unstaged")
 	return &csi.NodeUnstageVolumeResponse{}, nil
 }
 
-// unmountStaging undoes either kind of staging. The staging path itself is
-// checked first: a filesystem volume may well hold a file named like
-// BlockDeviceFile.
-func (n *Node) unmountStaging(stagingPath string) error {
-	mounted, err := n.isMountPoint(stagingPath)
+// unmountStaging undoes either kind of staging, unmounting only the
+// volume's own mounts. The staging path itself is checked first: a
+// filesystem volume may well hold a file named like BlockDeviceFile. The
+// staging directory is removed when empty after its mount is gone (it
+// belongs to the CO, which tolerates either); BlockDeviceFile, the
+// plugin's own, is removed when it is an empty regular file.
+func (n *Node) unmountStaging(log *slog.Logger, volumeID, stagingPath string) error {
+	if _, exists, err := lstatPath("staging_target_path", stagingPath); err != nil || !exists {
+		return err
+	}
+	unmounted, err := n.unmountOwn(volumeID, "staging_target_path", stagingPath)
 	if err != nil {
-		return internal("check staging path %s: %v", stagingPath, err)
+		return err
 	}
-	if !mounted {
-		file := filepath.Join(stagingPath, BlockDeviceFile)
-		if _, err := os.Lstat(file); err == nil {
-			if err := mount.CleanupMountPoint(file, n.mounter, true); err != nil {
-				return internal("unmount %s: %v", file, err)
-			}
-			return nil // the directory belongs to the CO
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return internal("check %s: %v", file, err)
+	if unmounted {
+		if err := os.Remove(stagingPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Debug("staging directory kept", errorAttr(err))
 		}
+		return nil
 	}
-	if err := mount.CleanupMountPoint(stagingPath, n.mounter, true); err != nil {
-		return internal("unmount %s: %v", stagingPath, err)
+	file := filepath.Join(stagingPath, BlockDeviceFile)
+	if _, exists, err := lstatPath("device file", file); err != nil || !exists {
+		return err
+	}
+	if _, err := n.unmountOwn(volumeID, "device file", file); err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(file); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return internal("remove %s: %v", file, err)
+		}
 	}
 	return nil
 }

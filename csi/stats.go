@@ -11,7 +11,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	mount "k8s.io/mount-utils"
 )
 
 // FSStats is the usage of a mounted filesystem.
@@ -155,14 +154,14 @@ func (n *Node) expandDevice(path string, block bool) (string, error) {
 		}
 		return path, nil
 	}
-	dev, _, err := mount.GetDeviceNameFromMount(n.mounter, path)
+	mp, ok, err := n.mountEntry(path)
 	if err != nil {
 		return "", internal("read mount table: %v", err)
 	}
-	if dev == "" {
+	if !ok || mp.Source == "" {
 		return "", status.Errorf(codes.NotFound, "no device is mounted at %s", path)
 	}
-	return dev, nil
+	return mp.Source, nil
 }
 
 // waitForSize polls the device size until it reaches want (0: no wait),

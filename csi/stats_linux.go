@@ -3,10 +3,9 @@ package csi
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 	"unsafe"
 
+	"github.com/srvlab/rds-csi/sysfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,17 +81,12 @@ func sameDeviceNode(a, b string) bool {
 	return ok1 && ok2 && x == y
 }
 
-// blockDeviceName returns the kernel name ("nvme3n1") of the block device
-// node at path, through <sysRoot>/dev/block/MAJ:MIN.
-func blockDeviceName(sysRoot, path string) (string, error) {
+// blockDeviceNumber returns the device number of the block device node at
+// path.
+func blockDeviceNumber(path string) (sysfs.DevNum, error) {
 	rdev, ok := deviceNumber(path)
 	if !ok {
-		return "", fmt.Errorf("%s is not a block device", path)
+		return sysfs.DevNum{}, fmt.Errorf("%s is not a block device", path)
 	}
-	link := filepath.Join(sysRoot, "dev", "block", strconv.FormatUint(uint64(unix.Major(rdev)), 10)+":"+strconv.FormatUint(uint64(unix.Minor(rdev)), 10))
-	target, err := os.Readlink(link)
-	if err != nil {
-		return "", err
-	}
-	return filepath.Base(target), nil
+	return sysfs.DevNum{Major: unix.Major(rdev), Minor: unix.Minor(rdev)}, nil
 }

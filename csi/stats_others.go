@@ -2,7 +2,11 @@
 
 package csi
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/srvlab/rds-csi/sysfs"
+)
 
 var errUnsupported = errors.New("csi: volume statistics need Linux")
 
@@ -18,4 +22,4 @@ func (OSStats) DeviceSize(string) (int64, error) { return 0, errUnsupported }
 
 func sameDeviceNode(a, b string) bool { return false }
 
-func blockDeviceName(sysRoot, path string) (string, error) { return "", errUnsupported }
+func blockDeviceNumber(string) (sysfs.DevNum, error) { return sysfs.DevNum{}, errUnsupported }

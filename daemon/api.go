@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/srvlab/rds-csi/fabrics"
+	"github.com/srvlab/rds-csi/internal/uevent"
 	"github.com/srvlab/rds-csi/sysfs"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
@@ -22,6 +23,53 @@ type Spec struct {
 	VolumeID string
 	Options  fabrics.Options
 	NSID     uint32 // namespace id; 0 means 1
+	// ReconnectSpread (seconds, 0..MaxReconnectSpread; 0 is off) spreads
+	// the kernel's reconnect timer: the controller is connected (or its
+	// timeouts updated) with reconnect_delay = Options.ReconnectDelay plus
+	// a per-controller offset in 0..ReconnectSpread derived from the host
+	// and the connection, and ctrl_loss_tmo converted so the kernel still
+	// gives up no earlier than asked (see Spread). Ignored when
+	// Options.ReconnectDelay is unset.
+	ReconnectSpread int
+	// Paths are every target address of a multipath volume, in order (at
+	// most MaxPaths): Paths[0] is the address in Options (its Traddr,
+	// HostTraddr and HostIface), and each other path is connected with a
+	// copy of Options whose Traddr, HostTraddr and HostIface are the path's. Empty (or one path): the
+	// volume has the one path of Options. See Attach.
+	Paths []Path
+	// IOPolicy, when set, is written to the subsystem's iopolicy (one of
+	// sysfs.IOPolicies) once the volume's multipath block device is there,
+	// and read back; a policy the running kernel lacks fails the Attach
+	// with fabrics.ErrUnsupportedOption. Ignored (with a log line) when
+	// native multipath is off.
+	IOPolicy string
+}
+
+// Path is one target address of a volume: the same subsystem (and port)
+// reached at another address, optionally from another source address or
+// interface.
+type Path struct {
+	Traddr     string // target IP literal
+	HostTraddr string // source IP literal (host_traddr); "" for none
+	HostIface  string // source interface; "" for none
+}
+
+// MaxPaths bounds the paths of one volume.
+const MaxPaths = 8
+
+// pathOptions returns the connect options of every path of the spec, in
+// order (one, Options, when the spec names no paths).
+func (s *Spec) pathOptions() []fabrics.Options {
+	if len(s.Paths) == 0 {
+		return []fabrics.Options{s.Options}
+	}
+	out := make([]fabrics.Options, len(s.Paths))
+	for i, p := range s.Paths {
+		o := s.Options
+		o.Traddr, o.HostTraddr, o.HostIface = p.Traddr, p.HostTraddr, p.HostIface
+		out[i] = o
+	}
+	return out
 }
 
 // Attachment is a volume's controller and block device after Attach.
@@ -30,8 +78,26 @@ type Attachment struct {
 	Device     string          // "/dev/nvme3n1"
 	Namespace  sysfs.Namespace // the disk that serves the volume
 	// Adopted: an existing controller was reused (found in the registry or
-	// adopted through EALREADY) instead of created.
+	// adopted through EALREADY) instead of created. It is owned only if an
+	// earlier Attach of this driver created it; otherwise it is borrowed and
+	// never disconnected by the driver.
 	Adopted bool
+	// NewVolume: this call entered the volume in the registry. Before it
+	// the daemon did not know the volume, or knew only what an earlier
+	// failed stage left: a failed Attach (which holds nothing) or an
+	// Attach never followed by MarkStaged (its caller failed and could not
+	// Detach). False when the volume was staged: a caller undoing its own
+	// failed step after such an Attach must not Detach, which would forget
+	// a staged volume.
+	NewVolume bool
+	// PathsPending counts the volume's other paths (Spec.Paths) not
+	// connected when Attach returned: the daemon keeps connecting them in
+	// the background (see Attach).
+	PathsPending int
+	// MultipathOff: the volume names several paths but native NVMe
+	// multipath is off on this node (nvme_core.multipath=N), so only one
+	// path was connected.
+	MultipathOff bool
 	// TimeoutsUpdated: the controller existed with other resilience
 	// parameters and they were changed through sysfs.
 	TimeoutsUpdated bool
@@ -76,7 +142,7 @@ func (c Condition) String() string {
 }
 
 // VolumeHealth is one volume's condition with a CamelCase reason
-// ("ControllerConnecting", "TargetRejectedHost") and a plain message
+// ("ControllerConnecting", "TargetRejected") and a plain message
 // ("nvme3 connecting for 42s to 10.0.0.5:4420, attempt 9").
 type VolumeHealth struct {
 	Condition Condition
@@ -152,9 +218,9 @@ type Config struct {
 	// Test seams (unexported: only this package's tests set them).
 	now         func() time.Time                    // the clock of grace periods, health ages and transitions; default time.Now
 	backoff     *wait.Backoff                       // connect retry schedule; default defaultBackoff
-	openUEvents func() (ueventSource, error)        // default openNetlinkUEvents
-	watchNet    func(context.Context, func()) error // default watchNetlink
-	openKmsg    func(string) (io.ReadCloser, error) // default openKmsg
+	openUEvents func() (uevent.Source, error)       // default uevent.Open
+	watchNet    func(context.Context, func()) error // default netwatch.Watch
+	openKmsg    func(string) (io.ReadCloser, error) // default kmsg.Open
 }
 
 // Connector is what the daemon needs from package fabrics;
@@ -174,7 +240,9 @@ var (
 	ErrDeviceTimeout = errors.New("daemon: block device did not appear")
 	// ErrNotReady: the first reconcile has not finished.
 	ErrNotReady = errors.New("daemon: not ready")
-	// ErrUnknownVolume: the registry does not know the volume.
+	// ErrUnknownVolume: the registry does not know the volume (MarkStaged
+	// of a volume that is not attached, VolumeHealth). Detach never returns
+	// it: detaching an unknown volume succeeds.
 	ErrUnknownVolume = errors.New("daemon: unknown volume")
 	// ErrConflict: the volume is staged with another subsystem NQN or
 	// namespace than the one asked for.

@@ -1,10 +1,14 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/srvlab/rds-csi/fabrics"
@@ -20,7 +24,7 @@ func specFromKey(id string, k connKey, nsid uint32, port int) Spec {
 		NSID:     nsid,
 		Options: fabrics.Options{
 			Transport: k.transport, Traddr: k.traddr, Trsvcid: port, NQN: k.nqn,
-			HostNQN: k.hostNQN, HostTraddr: k.hostTraddr, HostIface: k.hostIface,
+			HostNQN: k.hostNQN, HostID: k.hostID, HostTraddr: k.hostTraddr, HostIface: k.hostIface,
 		},
 	}
 }
@@ -29,14 +33,30 @@ func specFromKey(id string, k connKey, nsid uint32, port int) Spec {
 // the registry has for the same (subsystem NQN, traddr, trsvcid, host NQN,
 // host_traddr, host_iface), or connects one (retrying unreachable targets
 // with backoff, at most Config.MaxConcurrentConnects connects at a time
-// node-wide, adopting an identical controller on EALREADY), records
-// ownership in the state file, brings the controller's timeouts in line with
-// the spec, and waits for the namespace's block device.
+// node-wide, adopting an identical controller on EALREADY), records in the
+// state file a connect intent before the first write and, after it, the
+// ownership of a controller it created (a reused or adopted one is borrowed,
+// never owned: see Ownership in doc.go), brings the controller's timeouts
+// in line with the spec, and waits for the namespace's block device.
+//
+// A spec with several paths (Spec.Paths) connects every path at once, each
+// as above with the same options. Attach returns when one path is connected
+// and the block device is there (native multipath makes one device of all
+// paths); the other paths keep being connected in the background: each
+// path's connect runs the same backoff again, after a pause of the
+// backoff's longest step, while its errors are retryable
+// (fabrics.Retryable), until it connects, or the volume is detached or
+// attached again, or the daemon closes. A failed path is remembered for
+// VolumeHealth. Attach fails only when every path failed its first round
+// (the error joins theirs). With native multipath off
+// (nvme_core.multipath=N) each path would be a block device of its own:
+// Attach then connects the first path only and says so
+// (Attachment.MultipathOff, a warning, VolumeHealth).
 //
 // Concurrent calls for one volume id, or for one connection, are
 // serialised; waiting for that gives up when ctx ends. The volume holds its
-// controller from the start of Attach until Detach (or until this Attach
-// fails), so cleanup does not take it away. A failure is remembered for
+// controllers from the start of Attach until Detach (or until this Attach
+// fails), so cleanup does not take them away. A failure is remembered for
 // VolumeHealth. A controller created by a failed Attach (the device did not
 // appear) is left connected: a retried Attach reuses it, and orphan cleanup
 // removes it after the grace period otherwise.
@@ -50,47 +70,113 @@ func (d *Daemon) Attach(ctx context.Context, spec Spec) (Attachment, error) {
 	if spec.NSID == 0 {
 		spec.NSID = 1
 	}
-	if err := spec.Options.Validate(); err != nil {
+	if spec.ReconnectSpread < 0 || spec.ReconnectSpread > MaxReconnectSpread {
+		return Attachment{}, fmt.Errorf("daemon: attach: reconnect spread %d: want 0..%d seconds: %w",
+			spec.ReconnectSpread, MaxReconnectSpread, fabrics.ErrInvalidOption)
+	}
+	paths, err := checkPaths(&spec)
+	if err != nil {
 		return Attachment{}, err
 	}
-	key := keyOf(&spec.Options)
+	multipathOff := len(paths) > 1 && !d.multipath()
+	if multipathOff {
+		d.log.Warn("native NVMe multipath is off on this node (nvme_core.multipath=N): connecting the volume's first path only, "+
+			"as each path would be a block device of its own", "volume", spec.VolumeID, "paths", len(paths),
+			"path", fabrics.HostPort(paths[0].Traddr, strconv.Itoa(cmp.Or(paths[0].Trsvcid, fabrics.DefaultPort))))
+		paths = paths[:1]
+	}
 	unlockVol, err := d.locks.lock(ctx, "volume:"+spec.VolumeID)
 	if err != nil {
 		return Attachment{}, fmt.Errorf("daemon: attach %s: waiting for another operation on the volume: %w", spec.VolumeID, err)
 	}
 	defer unlockVol()
-	unlockKey, err := d.locks.lock(ctx, "conn:"+key.String())
-	if err != nil {
-		return Attachment{}, fmt.Errorf("daemon: attach %s: waiting for another operation on %s: %w", spec.VolumeID, hostPort(key.traddr, key.trsvcid), err)
-	}
-	defer unlockKey()
+	// A new Attach of the volume replaces the background connects of an
+	// earlier one.
+	d.stopPaths(spec.VolumeID)
 
-	if err := d.beginAttach(spec, key); err != nil {
+	isNew, err := d.beginAttach(spec, paths, multipathOff)
+	if err != nil {
 		return Attachment{}, err
 	}
-	att, err := d.attach(ctx, spec, key)
+	var att Attachment
+	if len(paths) == 1 {
+		att, err = d.attachSingle(ctx, spec, paths[0])
+	} else {
+		att, err = d.attachMulti(ctx, spec, paths)
+	}
+	att.NewVolume, att.MultipathOff = isNew, multipathOff
 	d.endAttach(spec.VolumeID, att, err)
 	return att, err
 }
 
-// beginAttach enters the volume in the registry as attaching.
-func (d *Daemon) beginAttach(spec Spec, key connKey) error {
+// checkPaths validates the spec's options and paths and returns the connect
+// options of every path.
+func checkPaths(spec *Spec) ([]fabrics.Options, error) {
+	if err := spec.Options.Validate(); err != nil {
+		return nil, err
+	}
+	if len(spec.Paths) > MaxPaths {
+		return nil, fmt.Errorf("daemon: attach: %d paths: at most %d: %w", len(spec.Paths), MaxPaths, fabrics.ErrInvalidOption)
+	}
+	if len(spec.Paths) > 0 {
+		p := spec.Paths[0]
+		if fabrics.CanonicalIP(p.Traddr) != fabrics.CanonicalIP(spec.Options.Traddr) || p.HostIface != spec.Options.HostIface ||
+			fabrics.CanonicalIP(p.HostTraddr) != fabrics.CanonicalIP(spec.Options.HostTraddr) {
+			return nil, fmt.Errorf("daemon: attach: the first path (%s, host_traddr %q, host_iface %q) is not the options' address (%s, host_traddr %q, host_iface %q): %w",
+				p.Traddr, p.HostTraddr, p.HostIface, spec.Options.Traddr, spec.Options.HostTraddr, spec.Options.HostIface, fabrics.ErrInvalidOption)
+		}
+	}
+	paths := spec.pathOptions()
+	seen := map[string]bool{}
+	for i := range paths {
+		if err := paths[i].Validate(); err != nil {
+			return nil, err
+		}
+		k := keyOf(&paths[i]).String()
+		if seen[k] {
+			return nil, fmt.Errorf("daemon: attach: path %s named twice: %w", fabrics.HostPort(paths[i].Traddr, strconv.Itoa(cmp.Or(paths[i].Trsvcid, fabrics.DefaultPort))), fabrics.ErrInvalidOption)
+		}
+		seen[k] = true
+	}
+	return paths, nil
+}
+
+// multipath reports whether native NVMe multipath is on. A parameter that
+// cannot be read counts as on (the kernel's default), with a warning.
+func (d *Daemon) multipath() bool {
+	on, err := d.cfg.FS.Multipath()
+	if err != nil {
+		d.log.Warn("nvme_core multipath parameter not read; assuming native multipath is on", "error", err)
+		return true
+	}
+	return on
+}
+
+// beginAttach enters the volume in the registry as attaching. isNew says
+// the volume was not staged (see Attachment.NewVolume).
+func (d *Daemon) beginAttach(spec Spec, paths []fabrics.Options, multipathOff bool) (isNew bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	v := d.vols[spec.VolumeID]
 	if v != nil && v.state == VolumeStaged && (v.nqn != spec.Options.NQN || v.nsid != spec.NSID) {
-		return fmt.Errorf("%w: %s is staged as namespace %d of %s, asked for namespace %d of %s",
+		return false, fmt.Errorf("%w: %s is staged as namespace %d of %s, asked for namespace %d of %s",
 			ErrConflict, spec.VolumeID, v.nsid, v.nqn, spec.NSID, spec.Options.NQN)
 	}
+	isNew = v == nil || v.state != VolumeStaged
 	if v == nil {
 		v = &volEntry{id: spec.VolumeID}
 		d.vols[spec.VolumeID] = v
 	}
-	v.spec, v.key, v.nqn, v.nsid = spec, key, spec.Options.NQN, spec.NSID
+	v.spec, v.key, v.nqn, v.nsid = spec, keyOf(&paths[0]), spec.Options.NQN, spec.NSID
+	v.keys = v.keys[:0]
+	for i := range paths {
+		v.keys = append(v.keys, keyOf(&paths[i]))
+	}
+	v.pathErrs, v.multipathOff, v.pathsAsked, v.connect = nil, multipathOff, max(len(spec.Paths), 1), nil
 	if v.state != VolumeStaged {
 		v.state = VolumeAttaching
 	}
-	return nil
+	return isNew, nil
 }
 
 // endAttach records the outcome of attach.
@@ -128,8 +214,68 @@ func (d *Daemon) unreferencedLocked(names []string) {
 	}
 }
 
-// attach does the work of Attach under the volume and connection locks.
-func (d *Daemon) attach(ctx context.Context, spec Spec, key connKey) (att Attachment, err error) {
+// attachSingle attaches a volume through one path: the controller, then
+// the block device.
+func (d *Daemon) attachSingle(ctx context.Context, spec Spec, o fabrics.Options) (Attachment, error) {
+	att, err := d.attachPath(ctx, spec, o)
+	if err != nil {
+		return att, err
+	}
+	return d.attachDevice(ctx, spec, att)
+}
+
+// attachDevice waits for the volume's block device (after a path is
+// connected).
+func (d *Daemon) attachDevice(ctx context.Context, spec Spec, att Attachment) (Attachment, error) {
+	waitStart := time.Now()
+	ns, err := d.waitDevice(ctx, spec.Options.NQN, spec.NSID)
+	att.Timing.Device = time.Since(waitStart)
+	if err != nil {
+		return att, err
+	}
+	att.Namespace, att.Device = ns, ns.DevPath()
+	if err := d.applyIOPolicy(spec, ns); err != nil {
+		return att, err
+	}
+	return att, nil
+}
+
+// applyIOPolicy writes the spec's iopolicy to the subsystem whose head is
+// ns (nothing for a disk without a subsystem head: multipath off).
+func (d *Daemon) applyIOPolicy(spec Spec, ns sysfs.Namespace) error {
+	if spec.IOPolicy == "" {
+		return nil
+	}
+	if !strings.HasPrefix(ns.Parent, "nvme-subsys") {
+		d.log.Warn("iopolicy not applied: native NVMe multipath is off on this node", "volume", spec.VolumeID, "iopolicy", spec.IOPolicy)
+		return nil
+	}
+	err := d.cfg.FS.SetIOPolicy(ns.Parent, spec.IOPolicy)
+	switch {
+	case errors.Is(err, sysfs.ErrRefused):
+		return fmt.Errorf("daemon: iopolicy %s: %w: the running kernel has no such multipath I/O policy "+
+			"(numa and round-robin are in every kernel, queue-depth since Linux 6.11): %w", spec.IOPolicy, fabrics.ErrUnsupportedOption, err)
+	case err != nil:
+		return fmt.Errorf("daemon: iopolicy %s of %s: %w", spec.IOPolicy, ns.Parent, err)
+	}
+	d.log.Info("subsystem iopolicy set", "volume", spec.VolumeID, "subsystem", ns.Parent, "iopolicy", spec.IOPolicy)
+	return nil
+}
+
+// attachPath connects (or finds) the controller of one path of the volume
+// under the path's connection lock, records its ownership, enters it among
+// the volume's controllers and aligns its timeouts.
+func (d *Daemon) attachPath(ctx context.Context, spec Spec, o fabrics.Options) (att Attachment, err error) {
+	key := keyOf(&o)
+	spec.Options = o
+	spread := spreadFor(&spec)
+	spec.Options = spreadOptions(spec.Options, spread)
+	unlockKey, err := d.locks.lock(ctx, "conn:"+key.String())
+	if err != nil {
+		return Attachment{}, fmt.Errorf("daemon: attach %s: waiting for another operation on %s: %w", spec.VolumeID, fabrics.HostPort(key.traddr, key.trsvcid), err)
+	}
+	defer unlockKey()
+
 	var timing AttachTiming
 	defer func() { att.Timing = timing }()
 	sc, adopted, created, err := d.findOrConnect(ctx, spec, key, &timing)
@@ -142,9 +288,13 @@ func (d *Daemon) attach(ctx context.Context, spec Spec, key connKey) (att Attach
 	// fail, so neither cleanup nor a restart loses track of it.
 	now := d.now()
 	d.mu.Lock()
-	v := d.vols[spec.VolumeID]
-	v.controllers = []string{sc.Name}
-	v.lost = ""
+	if v := d.vols[spec.VolumeID]; v != nil {
+		if !slices.Contains(v.controllers, sc.Name) {
+			v.controllers = append(v.controllers, sc.Name)
+		}
+		v.lost, v.lostRejected = "", false
+		delete(v.pathErrs, key.String())
+	}
 	e := d.ctrls[sc.Name]
 	if e == nil { // a re-read raced with us and saw it vanish
 		var evs []event
@@ -152,14 +302,22 @@ func (d *Daemon) attach(ctx context.Context, spec Spec, key connKey) (att Attach
 		d.touchLocked(sc.Name)
 	}
 	e.unrefSince, e.orphanNoted = time.Time{}, false
+	if spread.Known() {
+		e.spread = spread
+	}
+	// Owned only if this call's connect write created it; a controller
+	// found in the registry or adopted on EALREADY is borrowed, whatever
+	// its host NQN. The connect's intent is resolved in the same write.
 	newOwner := false
-	if !d.ownedLocked(e) && (created || (spec.Options.HostNQN != "" && sc.HostNQN == spec.Options.HostNQN)) {
+	if created && !d.ownedLocked(e) {
 		d.owned[sc.Name] = ownerOf(&sc, now)
 		newOwner = true
 	}
+	_, hadIntent := d.intents[key.String()]
+	delete(d.intents, key.String())
 	owned := d.ownedLocked(e)
 	d.mu.Unlock()
-	if newOwner {
+	if newOwner || hadIntent {
 		persistStart := time.Now()
 		err := d.persist()
 		timing.StateFile += time.Since(persistStart)
@@ -168,7 +326,9 @@ func (d *Daemon) attach(ctx context.Context, spec Spec, key connKey) (att Attach
 		}
 	}
 	d.log.Info("controller for volume", "volume", spec.VolumeID, "controller", sc.Name,
-		"created", created, "adopted", adopted, "owned", owned, "state", sc.StateRaw)
+		"target", fabrics.HostPort(key.traddr, key.trsvcid),
+		"created", created, "adopted", adopted, "owned", owned, "state", sc.StateRaw,
+		"reconnect_delay", spec.Options.ReconnectDelay, "reconnect_spread", spread.Offset, "reconnect_spread_bound", spread.Bound)
 
 	if !created {
 		updated, err := d.alignTimeouts(spec, sc)
@@ -177,14 +337,6 @@ func (d *Daemon) attach(ctx context.Context, spec Spec, key connKey) (att Attach
 		}
 		att.TimeoutsUpdated = updated
 	}
-
-	waitStart := time.Now()
-	ns, err := d.waitDevice(ctx, spec.Options.NQN, spec.NSID)
-	timing.Device = time.Since(waitStart)
-	if err != nil {
-		return att, err
-	}
-	att.Namespace, att.Device = ns, ns.DevPath()
 	return att, nil
 }
 
@@ -226,18 +378,104 @@ func (d *Daemon) findOrConnect(ctx context.Context, spec Spec, key connKey, timi
 		d.mu.Unlock()
 	}
 
+	if err := d.recordIntent(spec.VolumeID, key, timing); err != nil {
+		return sysfs.Controller{}, false, false, err
+	}
 	fc, err := d.connect(ctx, spec, timing)
 	if err != nil {
+		// An unparsable reply comes after a write the kernel accepted: a
+		// controller may exist.
+		d.abandonIntent(key, errors.Is(err, fabrics.ErrUnexpectedReply))
 		return sysfs.Controller{}, false, false, err
 	}
 	readStart := time.Now()
 	c, err := d.readController(fc.Name)
 	timing.SysfsRead += time.Since(readStart)
 	if err != nil {
+		d.abandonIntent(key, !fc.Adopted)
 		return sysfs.Controller{}, false, false, fmt.Errorf("daemon: %s connected but cannot be read: %w", fc.Name, err)
 	}
 	d.register(c)
 	return c, fc.Adopted, !fc.Adopted, nil
+}
+
+// recordIntent writes the connect's intent to the state file before the
+// connect write (see "Ownership" in doc.go). Without a durable record there
+// is no connect.
+func (d *Daemon) recordIntent(volume string, key connKey, timing *AttachTiming) error {
+	d.mu.Lock()
+	d.intents[key.String()] = intentOf(volume, key, d.now())
+	d.mu.Unlock()
+	start := time.Now()
+	err := d.persist()
+	timing.StateFile += time.Since(start)
+	if err != nil {
+		d.mu.Lock()
+		delete(d.intents, key.String())
+		d.mu.Unlock()
+		return fmt.Errorf("daemon: attach %s: not connecting without a durable record of the connect: %w", volume, err)
+	}
+	return nil
+}
+
+// abandonIntent resolves the intent of a connect that gave Attach no
+// controller. maybeCreated says the write may have created one all the
+// same (the kernel accepted it but its reply did not parse, or the created
+// controller could not be read back): sysfs is read and the intent resolved
+// as at Start. Otherwise the kernel made nothing and the intent is dropped.
+// If sysfs cannot be read the intent stays, for the next Start to resolve.
+func (d *Daemon) abandonIntent(key connKey, maybeCreated bool) {
+	if maybeCreated {
+		ctrls, err := d.cfg.FS.Controllers()
+		if err != nil {
+			d.log.Error("connect intent left unresolved: sysfs not read", "target", fabrics.HostPort(key.traddr, key.trsvcid),
+				"subsysnqn", key.nqn, "error", err)
+			return
+		}
+		for _, c := range ctrls {
+			if key.matches(&c) {
+				d.register(c)
+			}
+		}
+	}
+	d.mu.Lock()
+	in, ok := d.intents[key.String()]
+	if ok && maybeCreated {
+		d.resolveIntentLocked(in, d.now())
+	}
+	delete(d.intents, key.String())
+	d.mu.Unlock()
+	if ok {
+		d.persistLogged()
+	}
+}
+
+// resolveIntentLocked turns an unresolved connect intent into ownership:
+// the one registry controller with the intent's identity (not being
+// deleted, not a discovery controller) becomes owned; with none, or more
+// than one (the kernel makes one controller per identity, so another was
+// made by someone else, and which is ours cannot be told), nothing does.
+// Orphan cleanup starts its grace clock if nothing references it.
+func (d *Daemon) resolveIntentLocked(in connectIntent, now time.Time) {
+	k := in.key()
+	var match []*ctrlEntry
+	for _, e := range d.ctrls {
+		if k.matches(&e.ctrl) {
+			match = append(match, e)
+		}
+	}
+	target := fabrics.HostPort(k.traddr, k.trsvcid)
+	if len(match) != 1 {
+		d.log.Info("connect intent dropped: no controller that is certainly ours", "volume", in.Volume,
+			"subsysnqn", k.nqn, "target", target, "matching", len(match), "intent_since", in.Since)
+		return
+	}
+	e := match[0]
+	if !d.ownedLocked(e) {
+		d.owned[e.ctrl.Name] = ownerOf(&e.ctrl, now)
+	}
+	d.log.Info("connect intent resolved: the controller it made is owned", "volume", in.Volume,
+		"controller", e.ctrl.Name, "subsysnqn", k.nqn, "target", target, "intent_since", in.Since)
 }
 
 // register enters a controller read outside the loop into the registry.
@@ -327,9 +565,7 @@ func (d *Daemon) alignTimeouts(spec Spec, c sysfs.Controller) (bool, error) {
 	if err := d.conn.UpdateTimeouts(c.Name, t); err != nil {
 		return false, fmt.Errorf("daemon: update timeouts of %s: %w", c.Name, err)
 	}
-	if fresh, err := d.readController(c.Name); err == nil {
-		d.register(fresh)
-	}
+	d.rereadChanged(c.Name)
 	return true, nil
 }
 

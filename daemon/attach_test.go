@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/srvlab/rds-csi/fabrics"
+	"github.com/srvlab/rds-csi/internal/uevent"
 	"github.com/srvlab/rds-csi/sysfs"
 	"github.com/srvlab/rds-csi/sysfs/sysfstest"
 )
@@ -32,8 +33,8 @@ func TestAttachConnectsThenReuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Attachment{
-		{Controller: "nvme0", Device: "/dev/nvme0n1"},
-		{Controller: "nvme0", Device: "/dev/nvme0n2", Adopted: true},
+		{Controller: "nvme0", Device: "/dev/nvme0n1", NewVolume: true},
+		{Controller: "nvme0", Device: "/dev/nvme0n2", Adopted: true, NewVolume: true},
 	}
 	if a1.Timing.Attempts != 1 || a2.Timing.Attempts != 0 || a2.Timing.ConnectWrite != 0 ||
 		a1.Timing.SysfsRead <= 0 || a1.Timing.StateFile <= 0 || a2.Timing.StateFile != 0 {
@@ -61,31 +62,68 @@ func TestAttachConnectsThenReuses(t *testing.T) {
 	}
 }
 
-// TestAttachExisting: a controller that exists before Start is reused; it
-// becomes owned only with our host NQN; differing timeouts are updated.
+// TestAttachNewVolume: NewVolume is false only for an Attach of a staged volume: an attached
+// volume never marked staged, or one whose last Attach failed, is what an
+// earlier failed stage left.
+func TestAttachNewVolume(t *testing.T) {
+	e := newEnv(t, sysfstest.Spec{Multipath: true})
+	d := e.start()
+	attach := func(want bool) {
+		t.Helper()
+		a, err := d.Attach(t.Context(), spec("pvc-1", volNQN(1), 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.NewVolume != want {
+			t.Errorf("NewVolume %v, want %v", a.NewVolume, want)
+		}
+	}
+	attach(true)
+	attach(true) // attached, never staged
+	if err := d.MarkStaged("pvc-1", e.staging+"/pvc-1", false); err != nil {
+		t.Fatal(err)
+	}
+	attach(false) // staged
+	if err := d.Detach(t.Context(), "pvc-1"); err != nil {
+		t.Fatal(err)
+	}
+	e.conn.failAlways = errRejected
+	if _, err := d.Attach(t.Context(), spec("pvc-1", volNQN(1), 1)); !errors.Is(err, fabrics.ErrRejected) {
+		t.Fatalf("attach: %v, want rejected", err)
+	}
+	if v, ok := d.Volume("pvc-1"); !ok || v.State != VolumeFailed {
+		t.Fatalf("after a failed attach: %+v, want failed", v)
+	}
+	e.conn.failAlways = nil
+	attach(true) // the failed record held nothing
+}
+
+// TestAttachExisting: a controller that exists before Start is reused but
+// never owned, whatever its host NQN (one connected by hand with nvme-cli
+// and /etc/nvme/hostnqn has ours): Detach leaves it connected. Differing
+// timeouts are updated.
 func TestAttachExisting(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		hostnqn   string
-		attrs     map[string]string
-		opts      func(*fabrics.Options)
-		wantOwned bool
-		wantTmo   bool
+		name    string
+		hostnqn string
+		attrs   map[string]string
+		opts    func(*fabrics.Options)
+		wantTmo bool
 	}{
-		{name: "ours, same timeouts", hostnqn: hostNQN, wantOwned: true,
+		{name: "our host NQN, same timeouts", hostnqn: hostNQN,
 			opts: func(o *fabrics.Options) { o.CtrlLossTmo = fabrics.Int(600); o.ReconnectDelay = fabrics.Int(10) }},
-		{name: "ours, rounded ctrl_loss_tmo is the same", hostnqn: hostNQN, wantOwned: true,
+		{name: "our host NQN, rounded ctrl_loss_tmo is the same", hostnqn: hostNQN,
 			attrs: map[string]string{"ctrl_loss_tmo": "6", "reconnect_delay": "2"},
 			opts:  func(o *fabrics.Options) { o.CtrlLossTmo = fabrics.Int(5); o.ReconnectDelay = fabrics.Int(2) }},
-		{name: "ours, other timeouts", hostnqn: hostNQN, wantOwned: true, wantTmo: true,
+		{name: "our host NQN, other timeouts", hostnqn: hostNQN, wantTmo: true,
 			opts: func(o *fabrics.Options) { o.CtrlLossTmo = fabrics.Int(-1); o.FastIOFailTmo = fabrics.Int(5) }},
-		{name: "the spec names the controller's host NQN", hostnqn: otherNQN, wantOwned: true,
+		{name: "the spec names the controller's host NQN", hostnqn: otherNQN,
 			opts: func(o *fabrics.Options) { o.HostNQN = otherNQN }},
-		{name: "no host NQN in the spec", hostnqn: otherNQN, wantOwned: false,
+		{name: "no host NQN in the spec", hostnqn: otherNQN,
 			opts: func(o *fabrics.Options) { o.HostNQN, o.HostID = "", "" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			attrs := map[string]string{"hostnqn": tc.hostnqn}
+			attrs := map[string]string{"hostnqn": tc.hostnqn, "hostid": hostID}
 			for k, v := range tc.attrs {
 				attrs[k] = v
 			}
@@ -107,8 +145,8 @@ func TestAttachExisting(t *testing.T) {
 			if n := e.conn.connectCount(); n != 0 {
 				t.Errorf("%d connects, want 0", n)
 			}
-			if c := controllerInfo(t, d, "nvme0"); c.Owned != tc.wantOwned {
-				t.Errorf("owned = %v, want %v", c.Owned, tc.wantOwned)
+			if c := controllerInfo(t, d, "nvme0"); c.Owned {
+				t.Error("a controller the driver did not create is owned")
 			}
 			if tc.wantTmo {
 				c := controllerInfo(t, d, "nvme0")
@@ -116,18 +154,70 @@ func TestAttachExisting(t *testing.T) {
 					t.Errorf("timeouts after update: ctrl_loss_tmo %d fast_io_fail_tmo %d", c.CtrlLossTmo, c.FastIOFailTmo)
 				}
 			}
-			// Detach leaves an unowned controller connected.
+			if err := d.MarkStaged("pvc-1", e.staging+"/pvc-1", false); err != nil {
+				t.Fatal(err)
+			}
+			if owned := e.ownedNames(); len(owned) != 0 {
+				t.Errorf("state file owns %v, want nothing", owned)
+			}
+			// Detach leaves a controller the driver did not create connected,
+			// and so does orphan cleanup.
 			if err := d.Detach(t.Context(), "pvc-1"); err != nil {
 				t.Fatal(err)
 			}
-			wantGone := 0
-			if tc.wantOwned {
-				wantGone = 1
-			}
-			if n := len(e.conn.disconnected()); n != wantGone {
-				t.Errorf("%d disconnects, want %d", n, wantGone)
+			e.clock.Advance(2 * e.cfg.OrphanGrace)
+			d.cleanup(t.Context())
+			e.clock.Advance(2 * e.cfg.OrphanGrace)
+			d.cleanup(t.Context())
+			if got := e.conn.disconnected(); len(got) != 0 {
+				t.Errorf("disconnected %v, want nothing", got)
 			}
 		})
+	}
+}
+
+// TestAttachAdoptedOnEALREADY: a controller the registry has not seen yet
+// (connected by hand a moment ago, with our host NQN) is adopted through the
+// connect's EALREADY; it serves the volume but is never owned, so neither
+// Detach nor orphan cleanup disconnects it.
+func TestAttachAdoptedOnEALREADY(t *testing.T) {
+	e := newEnv(t, sysfstest.Spec{Multipath: true})
+	d := e.start()
+	// The hand connect: in sysfs, not yet in the registry.
+	if err := sysfstest.Build(e.root, sysfstest.Spec{Multipath: true, Subsystems: []sysfstest.Subsystem{{
+		Instance: 0, NQN: volNQN(1),
+		Controllers: []sysfstest.Controller{{Instance: 0, Address: "traddr=127.0.0.1,trsvcid=4420", Attrs: map[string]string{"hostnqn": hostNQN, "hostid": hostID}}},
+		Namespaces:  []sysfstest.Namespace{{NSID: 1}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := d.Attach(t.Context(), spec("pvc-1", volNQN(1), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Adopted || a.Controller != "nvme0" || e.conn.connectCount() != 1 {
+		t.Fatalf("attachment %+v after %d connects, want nvme0 adopted through one connect", a, e.conn.connectCount())
+	}
+	if c := controllerInfo(t, d, "nvme0"); c.Owned {
+		t.Error("a controller adopted on EALREADY is owned")
+	}
+	st := e.readState()
+	if len(st.Controllers) != 0 || len(st.Intents) != 0 {
+		t.Errorf("state file owns %v with intents %v, want neither", st.Controllers, st.Intents)
+	}
+	if err := d.MarkStaged("pvc-1", e.staging+"/pvc-1", false); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := d.VolumeHealth("pvc-1"); err != nil || h.Condition != Healthy {
+		t.Errorf("health of a volume on a borrowed controller: %+v, %v", h, err)
+	}
+	if err := d.Detach(t.Context(), "pvc-1"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * e.cfg.OrphanGrace)
+	d.cleanup(t.Context())
+	if got := e.conn.disconnected(); len(got) != 0 {
+		t.Errorf("disconnected %v, want nothing", got)
 	}
 }
 
@@ -294,7 +384,7 @@ func TestDeviceWaiter(t *testing.T) {
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	d.handleUEvent(&uevent{Action: "add", Subsystem: "block", DevName: "nvme1n1", DevPath: "/devices/virtual/nvme-subsystem/nvme-subsys1/nvme1n1"})
+	d.handleUEvent(&uevent.Event{Action: "add", Subsystem: "block", DevName: "nvme1n1", DevPath: "/devices/virtual/nvme-subsystem/nvme-subsys1/nvme1n1"})
 	r := <-res
 	if r.err != nil || r.ns.Name != "nvme1n1" {
 		t.Fatalf("disk that appeared: %+v, %v", r.ns, r.err)

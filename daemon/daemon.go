@@ -12,6 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/srvlab/rds-csi/fabrics"
+	"github.com/srvlab/rds-csi/internal/kmsg"
+	"github.com/srvlab/rds-csi/internal/mountinfo"
+	"github.com/srvlab/rds-csi/internal/netwatch"
+	"github.com/srvlab/rds-csi/internal/uevent"
 	"github.com/srvlab/rds-csi/sysfs"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
@@ -59,8 +64,9 @@ type Daemon struct {
 	ctrls    map[string]*ctrlEntry
 	vols     map[string]*volEntry
 	owned    map[string]owner
-	mutation uint64            // counts registry changes made outside the loop
-	touched  map[string]uint64 // controller name -> mutation that last changed it
+	intents  map[string]connectIntent // connects not resolved yet, by connection key
+	mutation uint64                   // counts registry changes made outside the loop
+	touched  map[string]uint64        // controller name -> mutation that last changed it
 	// pendingConnected counts NVME_EVENT=connected uevents per controller
 	// name until the loop accounts for them.
 	pendingConnected map[string]int
@@ -68,7 +74,12 @@ type Daemon struct {
 	// name: kernel log records name the device.
 	byDev map[sysfs.DevNum]string
 
+	// runs are the background path connects of multipath volumes, by
+	// volume id (under mu).
+	runs map[string]*pathRun
+
 	lifeMu  sync.Mutex
+	lifeCtx context.Context // the goroutines' context, set by Start
 	started bool
 	closed  bool
 	cancel  context.CancelFunc
@@ -119,13 +130,13 @@ func New(cfg Config) (*Daemon, error) {
 		cfg.backoff = &b
 	}
 	if cfg.openUEvents == nil {
-		cfg.openUEvents = openNetlinkUEvents
+		cfg.openUEvents = uevent.Open
 	}
 	if cfg.watchNet == nil {
-		cfg.watchNet = watchNetlink
+		cfg.watchNet = netwatch.Watch
 	}
 	if cfg.openKmsg == nil {
-		cfg.openKmsg = openKmsg
+		cfg.openKmsg = kmsg.Open
 	}
 	obs := cfg.Observer
 	if obs == nil {
@@ -142,8 +153,10 @@ func New(cfg Config) (*Daemon, error) {
 		ctrls:   map[string]*ctrlEntry{},
 		vols:    map[string]*volEntry{},
 		owned:   map[string]owner{},
+		intents: map[string]connectIntent{},
 		touched: map[string]uint64{},
 		byDev:   map[sysfs.DevNum]string{},
+		runs:    map[string]*pathRun{},
 
 		pendingConnected: map[string]int{},
 		pendingNames:     map[string]struct{}{},
@@ -169,7 +182,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return errors.New("daemon: already started")
 	}
 	loopCtx, cancel := context.WithCancel(ctx)
-	d.started, d.cancel = true, cancel
+	d.started, d.cancel, d.lifeCtx = true, cancel, loopCtx
 	d.lifeMu.Unlock()
 	defer func() {
 		if err != nil {
@@ -201,13 +214,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.cleanup(loopCtx)
 
 	d.lifeMu.Lock()
-	defer d.lifeMu.Unlock()
 	if d.closed {
+		d.lifeMu.Unlock()
 		return ErrClosed
 	}
 	d.goLoop(loopCtx)
 	d.kick(true)
 	d.ready.Store(true)
+	d.goFunc(func() { d.resumePaths(loopCtx) })
+	d.lifeMu.Unlock()
 	d.mu.Lock()
 	nc, no, nv := len(d.ctrls), len(d.owned), len(d.vols)
 	d.mu.Unlock()
@@ -244,7 +259,7 @@ func (d *Daemon) rebuild(st stateFile) error {
 	if err != nil {
 		return fmt.Errorf("daemon: rebuild from sysfs: %w", err)
 	}
-	mounts, err := readMountInfo(d.cfg.MountInfo)
+	mounts, err := mountinfo.Read(d.cfg.MountInfo)
 	if err != nil {
 		return err
 	}
@@ -265,6 +280,10 @@ func (d *Daemon) rebuild(st stateFile) error {
 			continue
 		}
 		d.owned[o.Name] = o
+	}
+	for _, in := range st.Intents {
+		d.resolveIntentLocked(in, now)
+		changed = true
 	}
 	used := make([]bool, len(staged))
 	for _, vs := range st.Volumes {
@@ -303,23 +322,45 @@ func (d *Daemon) rebuild(st stateFile) error {
 func (d *Daemon) restoredVolumeLocked(vs volumeState, m stagedMount) *volEntry {
 	key := connKey{
 		transport: cmp.Or(vs.Transport, "tcp"), nqn: vs.SubsysNQN, traddr: vs.Traddr, trsvcid: vs.Trsvcid,
-		hostNQN: vs.HostNQN, hostTraddr: vs.HostTraddr, hostIface: vs.HostIface,
+		hostNQN: vs.HostNQN, hostID: vs.HostID, hostTraddr: vs.HostTraddr, hostIface: vs.HostIface,
+	}
+	keys := []connKey{key}
+	for _, p := range vs.Paths {
+		k := key
+		k.traddr, k.hostTraddr, k.hostIface = fabrics.CanonicalIP(p.Traddr), fabrics.CanonicalIP(p.HostTraddr), p.HostIface
+		keys = append(keys, k)
 	}
 	var ctrls []string
 	for _, name := range m.dev.controllers {
-		if e := d.ctrls[name]; e != nil && key.matches(&e.ctrl) {
+		e := d.ctrls[name]
+		if e != nil && slices.ContainsFunc(keys, func(k connKey) bool { return k.matches(&e.ctrl) }) {
 			ctrls = append(ctrls, name)
 		}
 	}
 	if len(ctrls) == 0 {
 		ctrls = append(ctrls, m.dev.controllers...)
 	}
-	port := 0
-	fmt.Sscan(vs.Trsvcid, &port)
+	o, ok := key.options()
+	if !ok {
+		d.log.Warn("state file: the volume's record has a port that is not a decimal number; the volume is restored without it",
+			"volume", vs.ID, "trsvcid", vs.Trsvcid)
+	}
+	spec := specFromKey(vs.ID, key, vs.NSID, o.Trsvcid)
+	if vs.Connect != nil {
+		vs.Connect.apply(&spec)
+	}
+	if len(keys) > 1 {
+		for _, k := range keys {
+			spec.Paths = append(spec.Paths, Path{Traddr: k.traddr, HostTraddr: k.hostTraddr, HostIface: k.hostIface})
+		}
+	}
 	return &volEntry{
 		id:          vs.ID,
-		spec:        specFromKey(vs.ID, key, vs.NSID, port),
+		spec:        spec,
 		key:         key,
+		keys:        keys,
+		pathsAsked:  len(keys),
+		connect:     vs.Connect,
 		nqn:         vs.SubsysNQN,
 		nsid:        vs.NSID,
 		controllers: ctrls,
@@ -376,7 +417,23 @@ func (d *Daemon) ticker(ctx context.Context, every time.Duration, f func()) {
 	}
 }
 
-// sysfsController is a seam for a single controller read.
+// readController reads one controller in full.
 func (d *Daemon) readController(name string) (sysfs.Controller, error) {
 	return d.cfg.FS.Controller(name)
+}
+
+// rereadChanged re-reads a controller the daemon has just changed (its
+// timeouts) and registers what it finds. A failed read is logged, not
+// returned: the change itself is done, and the next pass reads the
+// controller again.
+func (d *Daemon) rereadChanged(name string) {
+	fresh, err := d.readController(name)
+	switch {
+	case errors.Is(err, sysfs.ErrNotExist):
+		d.log.Debug("controller gone before its re-read after a change", "controller", name)
+	case err != nil:
+		d.log.Warn("controller not re-read after a change; the next pass reads it", "controller", name, "error", err)
+	default:
+		d.register(fresh)
+	}
 }

@@ -34,7 +34,8 @@ func (d *Daemon) MarkStaged(volumeID, stagingPath string, block bool) error {
 	return d.persist()
 }
 
-// Detach forgets the volume and disconnects its controller when nothing
+// Detach stops the background connects of the volume's paths, forgets
+// the volume and disconnects each of its controllers when nothing
 // else holds it (no other staged, attached or attaching volume) and this
 // driver owns it; a controller that is already gone counts as disconnected.
 // A controller the driver does not own is left connected. Detach of a volume
@@ -53,11 +54,14 @@ func (d *Daemon) Detach(ctx context.Context, volumeID string) error {
 	}
 	defer unlockVol()
 
+	// The volume's background path connects end first, so that none adds
+	// a controller after the look below.
+	d.stopPaths(volumeID)
 	d.mu.Lock()
 	v := d.vols[volumeID]
-	var key connKey
+	var keys []string
 	if v != nil {
-		key = v.key
+		keys = v.lockKeys()
 	}
 	d.mu.Unlock()
 	if v == nil {
@@ -66,11 +70,13 @@ func (d *Daemon) Detach(ctx context.Context, volumeID string) error {
 		}
 		return nil
 	}
-	unlockKey, err := d.locks.lock(ctx, "conn:"+key.String())
-	if err != nil {
-		return fmt.Errorf("daemon: detach %s: waiting for another operation on %s: %w", volumeID, hostPort(key.traddr, key.trsvcid), err)
+	for _, k := range keys {
+		unlockKey, err := d.locks.lock(ctx, "conn:"+k)
+		if err != nil {
+			return fmt.Errorf("daemon: detach %s: waiting for another operation on a path of the volume: %w", volumeID, err)
+		}
+		defer unlockKey()
 	}
-	defer unlockKey()
 
 	// Which controllers would be left unreferenced, and which of those do
 	// we own?
@@ -133,6 +139,17 @@ func (d *Daemon) Detach(ctx context.Context, volumeID string) error {
 	return d.persist()
 }
 
+// lockKeys are the connection lock names of every path of the volume,
+// sorted (locks of several keys are always taken in that order).
+func (v *volEntry) lockKeys() []string {
+	keys := []string{v.key.String()}
+	for _, k := range v.keys {
+		keys = append(keys, k.String())
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
 // referencedByOthersLocked reports whether a volume other than id holds
 // controller name.
 func (d *Daemon) referencedByOthersLocked(name, id string) bool {
@@ -169,6 +186,11 @@ type VolumeInfo struct {
 	// Recovered: rebuilt from a mount that no volume record explains; the
 	// ID is "mount:<mount point>".
 	Recovered bool
+	// Paths is how many paths the volume names (Spec.Paths; 1 for a
+	// one-path volume); LivePaths how many controllers of its subsystem
+	// are live. Only Snapshot fills them.
+	Paths     int
+	LivePaths int
 	// The last Attach failure, if the last Attach failed.
 	FailureReason  string
 	FailureMessage string

@@ -259,3 +259,46 @@ func controllerInfoOK(d *Daemon, name string) (ControllerInfo, bool) {
 	}
 	return ControllerInfo{}, false
 }
+
+// TestDetachAfterPublishUnderStagingRoot: a block volume's publish target
+// (and kubelet's own bind of the device, volumeDevices/<pv>/dev/<pod>) lies
+// under the staging root, kubelet's plugins directory. An orphan cleanup
+// pass while the volume is published must not take that bind for a staged
+// mount no volume explains: the "recovered" volume it made held the
+// controllers, so the unstage that followed the unpublish disconnected
+// nothing and the controllers stayed until a later pass and the orphan
+// grace period. Single-path volumes, multipath on and off.
+func TestDetachAfterPublishUnderStagingRoot(t *testing.T) {
+	for _, mp := range []bool{true, false} {
+		t.Run(fmt.Sprintf("multipath=%t", mp), func(t *testing.T) {
+			e := newEnv(t, sysfstest.Spec{Multipath: mp})
+			d := e.start()
+			att, err := d.Attach(t.Context(), spec("pvc-1", volNQN(1), 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			staging := filepath.Join(e.staging, "kubernetes.io/csi/volumeDevices/staging/pvc-1")
+			if err := d.MarkStaged("pvc-1", staging, true); err != nil {
+				t.Fatal(err)
+			}
+			stageMount := blockMount(40, att.Namespace.Name, staging+"/device")
+			e.writeMounts(stageMount,
+				blockMount(41, att.Namespace.Name, filepath.Join(e.staging, "kubernetes.io/csi/volumeDevices/publish/pvc-1/pod-1")),
+				blockMount(42, att.Namespace.Name, filepath.Join(e.staging, "kubernetes.io/csi/volumeDevices/pvc-1/dev/pod-1")))
+			d.cleanup(t.Context())
+			for _, v := range d.Volumes() {
+				if v.Recovered {
+					t.Errorf("a publish bind of a staged volume became a recovered volume: %s", v.ID)
+				}
+			}
+			e.writeMounts(stageMount) // unpublished
+			e.writeMounts()           // unstaged
+			if err := d.Detach(t.Context(), "pvc-1"); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([]string{att.Controller}, e.conn.disconnected()); diff != "" {
+				t.Errorf("disconnected at unstage (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

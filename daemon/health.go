@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/srvlab/rds-csi/fabrics"
 	"github.com/srvlab/rds-csi/sysfs"
 )
 
@@ -29,9 +30,15 @@ func stateReason(st sysfs.State) string {
 func describeCtrl(e *ctrlEntry, now time.Time) string {
 	state := cmp.Or(e.ctrl.StateRaw, e.ctrl.State.String())
 	s := fmt.Sprintf("%s %s for %v to %s", e.ctrl.Name, state,
-		now.Sub(e.since).Round(time.Second), hostPort(e.ctrl.Address.Traddr, e.ctrl.Address.Trsvcid))
+		now.Sub(e.since).Round(time.Second), fabrics.HostPort(e.ctrl.Address.Traddr, e.ctrl.Address.Trsvcid))
 	if e.attempt > 0 {
 		s += fmt.Sprintf(", attempt %d", e.attempt)
+	}
+	if e.spread.Known() {
+		s += ", " + e.spread.String()
+	}
+	if e.rejected != "" {
+		s += "; the target refuses this host: " + e.rejected
 	}
 	return s
 }
@@ -64,7 +71,7 @@ func (d *Daemon) VolumeHealth(volumeID string) (VolumeHealth, error) {
 	if len(paths) == 0 {
 		if v.state == VolumeAttaching {
 			return VolumeHealth{Condition: Inaccessible, Reason: "Attaching",
-				Message: fmt.Sprintf("connecting to %s", hostPort(v.key.traddr, v.key.trsvcid))}, nil
+				Message: fmt.Sprintf("connecting to %s", fabrics.HostPort(v.key.traddr, v.key.trsvcid))}, nil
 		}
 		msg := "no controller for " + v.nqn
 		if v.lost != "" {
@@ -73,7 +80,11 @@ func (d *Daemon) VolumeHealth(volumeID string) (VolumeHealth, error) {
 				msg += ": " + v.lostWhy
 			}
 		}
-		return VolumeHealth{Condition: Inaccessible, Reason: "ControllerGone", Message: msg}, nil
+		reason := "ControllerGone"
+		if v.lost != "" && v.lostRejected {
+			reason = "TargetRejected"
+		}
+		return VolumeHealth{Condition: Inaccessible, Reason: reason, Message: msg}, nil
 	}
 	var down []*ctrlEntry
 	for _, e := range paths {
@@ -81,22 +92,72 @@ func (d *Daemon) VolumeHealth(volumeID string) (VolumeHealth, error) {
 			down = append(down, e)
 		}
 	}
+	missing := d.missingPathsLocked(v, paths, now)
+	total := len(paths) + len(missing)
 	switch {
-	case len(down) == 0:
+	case len(down) == 0 && len(missing) == 0 && v.multipathOff:
+		return VolumeHealth{Condition: Degraded, Reason: "MultipathDisabled", Message: fmt.Sprintf(
+			"%s; native NVMe multipath is off on this node (nvme_core.multipath=N): 1 of the volume's %d paths is used",
+			liveMessage(paths), v.pathsAsked)}, nil
+	case len(down) == 0 && len(missing) == 0:
 		return VolumeHealth{Condition: Healthy, Message: liveMessage(paths)}, nil
 	case len(down) < len(paths):
-		msgs := make([]string, len(down))
-		for i, e := range down {
-			msgs[i] = describeCtrl(e, now)
+		msgs := make([]string, 0, len(down)+len(missing))
+		for _, e := range down {
+			msgs = append(msgs, describeCtrl(e, now))
 		}
-		return VolumeHealth{Condition: Degraded, Reason: stateReason(down[0].ctrl.State),
-			Message: fmt.Sprintf("%d of %d paths down: %s", len(down), len(paths), strings.Join(msgs, "; "))}, nil
+		reason := "PathNotConnected"
+		if len(down) > 0 {
+			reason = stateReason(down[0].ctrl.State)
+		}
+		return VolumeHealth{Condition: Degraded, Reason: reason,
+			Message: fmt.Sprintf("%d of %d paths down: %s", len(down)+len(missing), total, strings.Join(append(msgs, missing...), "; "))}, nil
 	}
 	e := own
 	if e == nil || e.ctrl.State.Live() {
 		e = down[0]
 	}
-	return VolumeHealth{Condition: Inaccessible, Reason: stateReason(e.ctrl.State), Message: describeCtrl(e, now)}, nil
+	msg := describeCtrl(e, now)
+	if total > 1 {
+		msgs := make([]string, 0, total)
+		for _, e := range down {
+			msgs = append(msgs, describeCtrl(e, now))
+		}
+		msg = fmt.Sprintf("all %d paths down: %s", total, strings.Join(append(msgs, missing...), "; "))
+	}
+	reason := stateReason(e.ctrl.State)
+	if e.rejected != "" {
+		reason = "TargetRejected"
+	}
+	return VolumeHealth{Condition: Inaccessible, Reason: reason, Message: msg}, nil
+}
+
+// missingPathsLocked describes the paths of a multipath volume that have
+// no controller among paths: "10.0.0.6:4420 not connected: <last error>".
+func (d *Daemon) missingPathsLocked(v *volEntry, paths []*ctrlEntry, now time.Time) []string {
+	if len(v.keys) < 2 {
+		return nil
+	}
+	var out []string
+	for _, k := range v.keys {
+		if slices.ContainsFunc(paths, func(e *ctrlEntry) bool { return k.samePath(&e.ctrl) }) {
+			continue
+		}
+		s := fabrics.HostPort(k.traddr, k.trsvcid) + " not connected"
+		if k.hostTraddr != "" {
+			s += " (host_traddr " + k.hostTraddr + ")"
+		}
+		if k.hostIface != "" {
+			s += " (host_iface " + k.hostIface + ")"
+		}
+		if f := v.pathErrs[k.String()]; f != nil {
+			s += fmt.Sprintf(" (%s %v ago): %s", f.reason, now.Sub(f.at).Round(time.Second), f.message)
+		} else {
+			s += ": connecting"
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func liveMessage(paths []*ctrlEntry) string {
@@ -131,7 +192,9 @@ func (d *Daemon) pathsLocked(v *volEntry) (*ctrlEntry, []*ctrlEntry) {
 }
 
 // StorageHealth reports, per target address (traddr:trsvcid) of the
-// fabrics controllers the registry knows, whether it is reachable:
+// fabrics controllers the registry knows, and of the paths of volumes that
+// failed to connect and have none (Inaccessible, TargetUnreachable, with
+// the last connect error), whether it is reachable:
 // Inaccessible (reason TargetUnreachable) when none of its controllers is
 // live, Degraded (PathsDown) when some are not, Healthy otherwise. Sorted by
 // address.
@@ -139,25 +202,22 @@ func (d *Daemon) StorageHealth() []TargetHealth {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	type group struct {
-		traddr, trsvcid string
-		ctrls           []*ctrlEntry
-	}
-	groups := map[string]*group{}
+	groups := map[string]*targetGroup{}
 	for _, e := range d.ctrls {
 		a := e.ctrl.Address
 		if a.Traddr == "" {
 			continue // pcie and other local controllers
 		}
-		k := hostPort(canonicalIP(a.Traddr), canonicalPort(a.Trsvcid))
+		k := fabrics.HostPort(a.Traddr, a.Trsvcid)
 		g := groups[k]
 		if g == nil {
-			g = &group{traddr: canonicalIP(a.Traddr), trsvcid: canonicalPort(a.Trsvcid)}
+			g = &targetGroup{traddr: fabrics.CanonicalIP(a.Traddr), trsvcid: a.Trsvcid}
 			groups[k] = g
 		}
 		g.ctrls = append(g.ctrls, e)
 	}
 	out := make([]TargetHealth, 0, len(groups))
+	out = append(out, d.unconnectedTargetsLocked(groups)...)
 	for _, g := range groups {
 		slices.SortFunc(g.ctrls, func(a, b *ctrlEntry) int { return cmp.Compare(a.ctrl.Instance, b.ctrl.Instance) })
 		th := TargetHealth{Traddr: g.traddr, Trsvcid: g.trsvcid}
@@ -186,6 +246,41 @@ func (d *Daemon) StorageHealth() []TargetHealth {
 	return out
 }
 
+// unconnectedTargetsLocked reports the target addresses that a volume's
+// path failed to connect to and that have no controller at all:
+// Inaccessible (TargetUnreachable) with the last connect error.
+func (d *Daemon) unconnectedTargetsLocked(groups map[string]*targetGroup) []TargetHealth {
+	byTarget := map[string]*TargetHealth{}
+	var order []string
+	for _, v := range d.vols {
+		for _, k := range v.keys {
+			f := v.pathErrs[k.String()]
+			hp := fabrics.HostPort(k.traddr, k.trsvcid)
+			if f == nil || groups[hp] != nil {
+				continue
+			}
+			th := byTarget[hp]
+			if th == nil {
+				th = &TargetHealth{Traddr: k.traddr, Trsvcid: k.trsvcid, Condition: Inaccessible, Reason: "TargetUnreachable",
+					Message: fmt.Sprintf("no controller: connect failed (%s): %s", f.reason, f.message)}
+				byTarget[hp] = th
+				order = append(order, hp)
+			}
+		}
+	}
+	out := make([]TargetHealth, 0, len(order))
+	for _, hp := range order {
+		out = append(out, *byTarget[hp])
+	}
+	return out
+}
+
+// targetGroup is the controllers of one target address.
+type targetGroup struct {
+	traddr, trsvcid string
+	ctrls           []*ctrlEntry
+}
+
 // ControllerInfo is a copy of what the registry knows about a controller.
 type ControllerInfo struct {
 	Name           string
@@ -204,8 +299,13 @@ type ControllerInfo struct {
 	ReconnectDelay int
 	KATO           int
 	FastIOFailTmo  int // seconds, -1 for off
-	Owned          bool
-	Referenced     bool
+	// Spread is the reconnect spread the last Attach set; not Known for a
+	// controller no Attach of this daemon process touched.
+	Spread Spread
+	// Owned: this driver created it (Detach and orphan cleanup may
+	// disconnect it); false means borrowed (used, never disconnected).
+	Owned      bool
+	Referenced bool
 	// UnreferencedSince: owned and held by no volume since then (the orphan
 	// grace clock); zero otherwise.
 	UnreferencedSince time.Time
@@ -233,12 +333,20 @@ func (d *Daemon) Snapshot() Snapshot {
 			Transport: c.Transport, HostNQN: c.HostNQN, CntrlType: c.CntrlType,
 			State: c.State, StateRaw: c.StateRaw, Since: e.since, Reconnects: e.reconnects, Attempt: e.attempt,
 			CtrlLossTmo: c.CtrlLossTmo, ReconnectDelay: c.ReconnectDelay, KATO: c.KATO, FastIOFailTmo: c.FastIOFailTmo,
-			Owned: d.ownedLocked(e), Referenced: refs[c.Name] > 0, UnreferencedSince: e.unrefSince,
+			Spread: e.spread, Owned: d.ownedLocked(e), Referenced: refs[c.Name] > 0, UnreferencedSince: e.unrefSince,
 			Transitions: slices.Clone(e.transitions),
 		})
 	}
 	for _, v := range d.vols {
-		s.Volumes = append(s.Volumes, v.info())
+		vi := v.info()
+		vi.Paths = max(v.pathsAsked, 1)
+		_, paths := d.pathsLocked(v)
+		for _, e := range paths {
+			if e.ctrl.State.Live() {
+				vi.LivePaths++
+			}
+		}
+		s.Volumes = append(s.Volumes, vi)
 	}
 	d.mu.Unlock()
 	slices.SortFunc(s.Controllers, func(a, b ControllerInfo) int {
@@ -249,8 +357,11 @@ func (d *Daemon) Snapshot() Snapshot {
 	return s
 }
 
+// instanceOf is the instance of a controller name, -1 for a name that is
+// not one.
 func instanceOf(name string) int {
-	n := 0
-	fmt.Sscanf(name, "nvme%d", &n)
-	return n
+	if n, ok := sysfs.ControllerInstance(name); ok {
+		return n
+	}
+	return -1
 }

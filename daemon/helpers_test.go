@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,16 +66,19 @@ type fakeConn struct {
 	root string
 
 	mu           sync.Mutex
-	errs         []error // returned by the next Connect calls, in order
-	failAlways   error   // returned by every Connect when set
-	noNamespace  bool    // connect without the namespace (it never appears)
+	errs         []error          // returned by the next Connect calls, in order
+	failAlways   error            // returned by every Connect when set
+	failTraddr   map[string]error // returned by every Connect to that address
+	noNamespace  bool             // connect without the namespace (it never appears)
 	gate         chan struct{}
 	inflight     int
 	maxInflight  int
 	connects     int
+	connected    []fabrics.Options // the options of every Connect call
 	disconnects  []string
 	updates      map[string]fabrics.Timeouts
 	entered      chan struct{} // receives when a Connect starts (if set)
+	onConnect    func()        // called when a Connect starts (if set), as the kernel sees the write
 	disconnectFn func(name string) error
 }
 
@@ -84,10 +89,14 @@ func newFakeConn(root string) *fakeConn {
 func (f *fakeConn) Connect(ctx context.Context, o fabrics.Options) (fabrics.Controller, error) {
 	f.mu.Lock()
 	f.connects++
+	f.connected = append(f.connected, o)
 	f.inflight++
 	f.maxInflight = max(f.maxInflight, f.inflight)
-	gate, entered := f.gate, f.entered
+	gate, entered, onConnect := f.gate, f.entered, f.onConnect
 	f.mu.Unlock()
+	if onConnect != nil {
+		onConnect()
+	}
 	defer func() {
 		f.mu.Lock()
 		f.inflight--
@@ -106,6 +115,9 @@ func (f *fakeConn) Connect(ctx context.Context, o fabrics.Options) (fabrics.Cont
 	defer f.mu.Unlock()
 	if f.failAlways != nil {
 		return fabrics.Controller{}, f.failAlways
+	}
+	if err := f.failTraddr[o.Traddr]; err != nil {
+		return fabrics.Controller{}, err
 	}
 	if len(f.errs) > 0 {
 		err := f.errs[0]
@@ -128,12 +140,20 @@ func (f *fakeConn) Connect(ctx context.Context, o fabrics.Options) (fabrics.Cont
 		exists(filepath.Join(f.root, "class/nvme-subsystem", "nvme-subsys"+strconv.Itoa(n))) {
 		n++
 	}
+	subInst := n
+	if subs, err := fs.Subsystems(); err == nil {
+		for _, s := range subs {
+			if s.NQN == o.NQN { // another path to a known subsystem
+				subInst = s.Instance
+			}
+		}
+	}
 	sub := sysfstest.Subsystem{
-		Instance: n, NQN: o.NQN,
+		Instance: subInst, NQN: o.NQN,
 		Controllers: []sysfstest.Controller{{
 			Instance: n,
 			Address:  fmt.Sprintf("traddr=%s,trsvcid=%d,src_addr=127.0.0.1", o.Traddr, o.Trsvcid),
-			Attrs:    map[string]string{"hostnqn": o.HostNQN},
+			Attrs:    map[string]string{"hostnqn": o.HostNQN, "hostid": cmp.Or(o.HostID, sysfstest.DefaultHostID)},
 		}},
 	}
 	if !f.noNamespace {
@@ -189,6 +209,12 @@ func (f *fakeConn) disconnected() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.disconnects...)
+}
+
+func (f *fakeConn) connectedOpts() []fabrics.Options {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.connected)
 }
 
 func (f *fakeConn) connectCount() int {
@@ -377,7 +403,7 @@ func ownerRec(name, nqn, hostnqn string) owner {
 
 // ctrlSpec is a live controller with our host NQN.
 func ctrlSpec(inst int, state string) sysfstest.Controller {
-	c := sysfstest.Controller{Instance: inst, State: state, Attrs: map[string]string{"hostnqn": hostNQN}}
+	c := sysfstest.Controller{Instance: inst, State: state, Attrs: map[string]string{"hostnqn": hostNQN, "hostid": hostID}}
 	return c
 }
 

@@ -18,42 +18,16 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/srvlab/rds-csi/internal/kmsg/kmsgtest"
+	"github.com/srvlab/rds-csi/internal/uevent"
 	"github.com/srvlab/rds-csi/sysfs"
 	"github.com/srvlab/rds-csi/sysfs/sysfstest"
 )
 
-// kmsgRead is one read of a kernel log source: a record or an error.
-type kmsgRead struct {
-	rec []byte
-	err error
-}
-
-// loadKmsgStream reads a testdata/kmsg file (format in its README.md).
-func loadKmsgStream(t testing.TB, path string) []kmsgRead {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []kmsgRead
-	for _, block := range strings.Split(string(b), "\n\n") {
-		block = strings.Trim(block, "\n")
-		switch {
-		case block == "":
-		case block == "!EPIPE":
-			out = append(out, kmsgRead{err: fmt.Errorf("read /dev/kmsg: %w", syscall.EPIPE)})
-		case strings.HasPrefix(block, "#"):
-		default:
-			out = append(out, kmsgRead{rec: []byte(block + "\n")})
-		}
-	}
-	return out
-}
-
 // sliceKmsg returns its reads in order, then io.EOF; before, when set, is
 // called ahead of read i (so it sees the effect of read i-1).
 type sliceKmsg struct {
-	reads  []kmsgRead
+	reads  []kmsgtest.Read
 	i      int
 	before func(i int)
 }
@@ -67,31 +41,31 @@ func (s *sliceKmsg) Read(p []byte) (int, error) {
 	}
 	r := s.reads[s.i]
 	s.i++
-	if r.err != nil {
-		return 0, r.err
+	if r.Err != nil {
+		return 0, r.Err
 	}
-	return copy(p, r.rec), nil
+	return copy(p, r.Rec), nil
 }
 
 // chanKmsg is a kernel log source fed by the test: each Read returns one
 // sent record or error, until Close.
 type chanKmsg struct {
-	ch     chan kmsgRead
+	ch     chan kmsgtest.Read
 	closed chan struct{}
 	once   sync.Once
 }
 
 func newChanKmsg() *chanKmsg {
-	return &chanKmsg{ch: make(chan kmsgRead), closed: make(chan struct{})}
+	return &chanKmsg{ch: make(chan kmsgtest.Read), closed: make(chan struct{})}
 }
 
 func (c *chanKmsg) Read(p []byte) (int, error) {
 	select {
 	case r := <-c.ch:
-		if r.err != nil {
-			return 0, r.err
+		if r.Err != nil {
+			return 0, r.Err
 		}
-		return copy(p, r.rec), nil
+		return copy(p, r.Rec), nil
 	case <-c.closed:
 		return 0, fmt.Errorf("read /dev/kmsg: %w", os.ErrClosed)
 	}
@@ -103,9 +77,9 @@ func (c *chanKmsg) Close() error {
 }
 
 // send delivers one record (blocking until the reader takes it).
-func (c *chanKmsg) send(rec string) { c.ch <- kmsgRead{rec: []byte(rec)} }
+func (c *chanKmsg) send(rec string) { c.ch <- kmsgtest.Read{Rec: []byte(rec)} }
 
-func (c *chanKmsg) fail(err error) { c.ch <- kmsgRead{err: err} }
+func (c *chanKmsg) fail(err error) { c.ch <- kmsgtest.Read{Err: err} }
 
 // nvmeRecord is a record as dev_printk logs it for controller nvme<minor>.
 func nvmeRecord(seq, minor int, text string) string {
@@ -133,119 +107,9 @@ func kmsgEnv(t *testing.T, spec sysfstest.Spec, src io.ReadCloser) *env {
 func withKmsg(e *env, open func(string) (io.ReadCloser, error)) {
 	e.cfg.NoEvents = false
 	silent := newFakeUEvents()
-	e.cfg.openUEvents = func() (ueventSource, error) { return silent, nil }
+	e.cfg.openUEvents = func() (uevent.Source, error) { return silent, nil }
 	e.cfg.watchNet = func(ctx context.Context, _ func()) error { <-ctx.Done(); return nil }
 	e.cfg.openKmsg = open
-}
-
-func TestParseKmsgRecord(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		in      string
-		want    kmsgRecord
-		wantErr bool
-	}{
-		{name: "nvme record with dictionary (6.12)",
-			in: "4,379,5921339,-;nvme nvme0: starting error recovery\n SUBSYSTEM=nvme\n DEVICE=c245:0\n",
-			want: kmsgRecord{Prio: 4, Seq: 379, TSUsec: 5921339, Flags: "-", Message: "nvme nvme0: starting error recovery",
-				Dict: map[string]string{"SUBSYSTEM": "nvme", "DEVICE": "c245:0"}}},
-		{name: "no dictionary, no trailing newline",
-			in:   "14,345,3622335156,-;rds-csi probe",
-			want: kmsgRecord{Prio: 14, Seq: 345, TSUsec: 3622335156, Flags: "-", Message: "rds-csi probe"}},
-		{name: "extra header fields are ignored",
-			in:   "6,2061,5925502,-,caller=T1234,more;text; with a semicolon\n",
-			want: kmsgRecord{Prio: 6, Seq: 2061, TSUsec: 5925502, Flags: "-", Message: "text; with a semicolon"}},
-		{name: "escapes in text and dictionary values",
-			in: "6,1,2,c;a\\x5cb \\xc3\\xa9 \\xZZ \\x4 tail\\x\n K=v\\x0aw=x\n",
-			want: kmsgRecord{Prio: 6, Seq: 1, TSUsec: 2, Flags: "c", Message: "a\\b é \\xZZ \\x4 tail\\x",
-				Dict: map[string]string{"K": "v\nw=x"}}},
-		{name: "odd continuation lines are skipped",
-			in: "6,1,2,-;m\nno space\n NOEQUALS\n =novalue\n\n A=\n",
-			want: kmsgRecord{Prio: 6, Seq: 1, TSUsec: 2, Flags: "-", Message: "m",
-				Dict: map[string]string{"A": ""}}},
-		{name: "largest sequence number",
-			in:   "0,18446744073709551615,0,-;",
-			want: kmsgRecord{Seq: 1<<64 - 1, Flags: "-"}},
-		{name: "no semicolon", in: "6,1,2,- text\n", wantErr: true},
-		{name: "three header fields", in: "6,1,2;text\n", wantErr: true},
-		{name: "negative priority", in: "-6,1,2,-;text\n", wantErr: true},
-		{name: "priority too large", in: "4294967296,1,2,-;text\n", wantErr: true},
-		{name: "sequence not a number", in: "6,abc,2,-;text\n", wantErr: true},
-		{name: "sequence overflows", in: "6,18446744073709551616,2,-;text\n", wantErr: true},
-		{name: "timestamp with a sign", in: "6,1,+2,-;text\n", wantErr: true},
-		{name: "empty", in: "", wantErr: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseKmsgRecord([]byte(tc.in))
-			if tc.wantErr {
-				if !errors.Is(err, errKmsgRecord) {
-					t.Fatalf("error %v, want errKmsgRecord (record %+v)", err, got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestKmsgDevice(t *testing.T) {
-	for _, tc := range []struct {
-		dev  string
-		want sysfs.DevNum
-		ok   bool
-	}{
-		{"c245:0", sysfs.DevNum{Major: 245, Minor: 0}, true},
-		{"c10:1048575", sysfs.DevNum{Major: 10, Minor: 1048575}, true},
-		{"b259:0", sysfs.DevNum{}, false},
-		{"+pci:0000:00:01.0", sysfs.DevNum{}, false},
-		{"n2", sysfs.DevNum{}, false},
-		{"c245", sysfs.DevNum{}, false},
-		{"c245:", sysfs.DevNum{}, false},
-		{"c:0", sysfs.DevNum{}, false},
-		{"c-1:0", sysfs.DevNum{}, false},
-		{"c4294967296:0", sysfs.DevNum{}, false},
-	} {
-		got, ok := kmsgDevice(&kmsgRecord{Dict: map[string]string{"DEVICE": tc.dev}})
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("kmsgDevice(%q) = %v, %v; want %v, %v", tc.dev, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestClassifyNVMe(t *testing.T) {
-	for _, tc := range []struct {
-		msg  string
-		want kmsgEvent
-	}{
-		{"nvme nvme0: starting error recovery", kmsgEvent{Ctrl: "nvme0", Kind: kmsgErrorRecovery}},
-		{"nvme nvme12: Reconnecting in 1 seconds...", kmsgEvent{Ctrl: "nvme12", Kind: kmsgReconnecting}},
-		{"nvme nvme0: Reconnecting in 10 seconds...", kmsgEvent{Ctrl: "nvme0", Kind: kmsgReconnecting}},
-		{"nvme nvme0: Failed reconnect attempt 1/-1", kmsgEvent{Ctrl: "nvme0", Kind: kmsgReconnectFail, Attempt: 1}},   // 6.12
-		{"nvme nvme0: Failed reconnect attempt 17/60", kmsgEvent{Ctrl: "nvme0", Kind: kmsgReconnectFail, Attempt: 17}}, // 6.12, finite ctrl_loss_tmo
-		{"nvme nvme0: Failed reconnect attempt 1", kmsgEvent{Ctrl: "nvme0", Kind: kmsgReconnectFail, Attempt: 1}},      // 6.1
-		{"nvme nvme3: Successfully reconnected (attempt 3/-1)", kmsgEvent{Ctrl: "nvme3", Kind: kmsgReconnected, Attempt: 3}},
-		{"nvme nvme3: Successfully reconnected (2 attempt)", kmsgEvent{Ctrl: "nvme3", Kind: kmsgReconnected, Attempt: 2}},
-		{"nvme nvme3: Successfully reconnected (2 attempts)", kmsgEvent{Ctrl: "nvme3", Kind: kmsgReconnected, Attempt: 2}},
-		{"nvme nvme3: Successfully reconnected", kmsgEvent{Ctrl: "nvme3", Kind: kmsgReconnected}},
-		{`nvme nvme0: new ctrl: NQN "nqn.2024-01.io.srvlab.lab:x", addr 127.0.0.1:4420, hostnqn: nqn.2014-08.org.nvmexpress:uuid:1`,
-			kmsgEvent{Ctrl: "nvme0", Kind: kmsgNewCtrl}},
-		{"nvme nvme0: failed to connect socket: -111", kmsgEvent{Ctrl: "nvme0"}},
-		{"nvme nvme0: creating 2 I/O queues.", kmsgEvent{Ctrl: "nvme0"}},
-		{"nvme nvme0: Failed reconnect attempt 99999999999999999999", kmsgEvent{Ctrl: "nvme0", Kind: kmsgReconnectFail}},
-		{"nvme nvme0: Failed reconnect attempt x", kmsgEvent{Ctrl: "nvme0"}},
-		{"Failed reconnect attempt 4", kmsgEvent{Kind: kmsgReconnectFail, Attempt: 4}}, // no prefix
-		{"nvme0n1: I/O Cmd(0x2) @ LBA 0, 8 blocks, I/O Error (sct 0x3 / sc 0x70)", kmsgEvent{}},
-		{"", kmsgEvent{}},
-	} {
-		if got := classifyNVMe(tc.msg); got != tc.want {
-			t.Errorf("classifyNVMe(%q) = %+v, want %+v", tc.msg, got, tc.want)
-		}
-	}
 }
 
 // kmsgTree has nvme0 (dev 245:0) and nvme1 (dev 245:1), live, one subsystem
@@ -261,53 +125,22 @@ func kmsgTree() sysfstest.Spec {
 	return sysfstest.Spec{Multipath: true, Subsystems: subs}
 }
 
-// TestKmsgRecordings runs every recorded stream in testdata/kmsg through
-// the reader: the hand-written ones against what they contain, captured
-// ones (from the lab) for parsing only.
+// TestKmsgRecordings runs the hand-written recorded streams (package
+// kmsg's testdata) through the reader and checks what they contain: the
+// records counted, the gaps, and each controller's attempt number.
 func TestKmsgRecordings(t *testing.T) {
 	type want struct {
 		records  int64            // records about nvme0 or nvme1
 		gaps     int64            // EPIPE and sequence jumps
-		bad      int              // reads that do not parse
 		attempts map[string][]int // each controller's attempt, every time it changed
 	}
-	wants := map[string]want{
+	for name, w := range map[string]want{
 		"handwritten-6.12-port-unlink.kmsg": {records: 16, gaps: 2, attempts: map[string][]int{"nvme0": {1, 2, 3, 0}}},
 		"handwritten-6.1-port-unlink.kmsg":  {records: 16, attempts: map[string][]int{"nvme0": {1, 2, 0, 1}}},
-		"handwritten-garbage.kmsg":          {records: 3, bad: 5, attempts: map[string][]int{"nvme0": {5}}},
-	}
-	files, err := filepath.Glob(filepath.Join("testdata", "kmsg", "*.kmsg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name := range wants {
-		if !slices.Contains(files, filepath.Join("testdata", "kmsg", name)) {
-			t.Errorf("testdata/kmsg/%s is missing", name)
-		}
-	}
-	for _, path := range files {
-		name := filepath.Base(path)
+		"handwritten-garbage.kmsg":          {records: 3, attempts: map[string][]int{"nvme0": {5}}},
+	} {
 		t.Run(name, func(t *testing.T) {
-			reads := loadKmsgStream(t, path)
-			bad := 0
-			for _, r := range reads {
-				if r.err != nil {
-					continue
-				}
-				if _, err := parseKmsgRecord(r.rec); err != nil {
-					bad++
-					if _, hand := wants[name]; !hand {
-						t.Errorf("a captured record does not parse: %v", err)
-					}
-				}
-			}
-			w, hand := wants[name]
-			if !hand {
-				return
-			}
-			if bad != w.bad {
-				t.Errorf("%d reads do not parse, want %d", bad, w.bad)
-			}
+			reads := kmsgtest.Load(t, filepath.Join(kmsgtest.Dir(), name))
 			e := newEnv(t, kmsgTree())
 			d := e.start()
 			attempts := map[string][]int{}
@@ -565,7 +398,7 @@ func TestKmsgFallback(t *testing.T) {
 			wantLog: "no permission (needs CAP_SYSLOG)"},
 		{name: "no device", path: "/host/dev/kmsg", err: &fs.PathError{Op: "open", Path: "/host/dev/kmsg", Err: syscall.ENOENT},
 			wantLog: "device absent"},
-		{name: "unsupported platform", err: errUnsupported, wantLog: "not supported on this platform"},
+		{name: "unsupported platform", err: fmt.Errorf("kmsg: %w", errors.ErrUnsupported), wantLog: "not supported on this platform"},
 		{name: "disabled", noKmsg: true, wantLog: "detected by uevents and polling"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -642,75 +475,74 @@ func TestKmsgFallback(t *testing.T) {
 	})
 }
 
-// escapeKmsg escapes as the kernel does: control characters, bytes >= 0x7f
-// and the backslash become \xNN.
-func escapeKmsg(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < ' ' || c >= 0x7f || c == '\\' {
-			fmt.Fprintf(&b, "\\x%02x", c)
-			continue
-		}
-		b.WriteByte(c)
+// TestKmsgTargetRejected: the kernel's report that the target refuses this
+// host makes the volume's health TargetRejected with the kernel's message,
+// counts it, and ends with the outage; a controller the kernel then removes
+// leaves the volume TargetRejected (not ControllerGone) with the message.
+func TestKmsgTargetRejected(t *testing.T) {
+	src := newChanKmsg()
+	e := kmsgEnv(t, oneSubsystem("live"), src)
+	d := e.d
+	if _, err := d.Attach(t.Context(), spec("pvc-0", volNQN(0), 1)); err != nil {
+		t.Fatal(err)
 	}
-	return b.String()
-}
-
-// formatKmsgRecord is a record as /dev/kmsg would return it (dictionary
-// sorted by key).
-func formatKmsgRecord(r kmsgRecord) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "%d,%d,%d,%s;%s\n", r.Prio, r.Seq, r.TSUsec, r.Flags, escapeKmsg(r.Message))
-	keys := make([]string, 0, len(r.Dict))
-	for k := range r.Dict {
-		keys = append(keys, k)
+	msg := "Connect for subsystem " + volNQN(0) + " is not allowed, hostnqn: nqn.2014-08.org.nvmexpress:uuid:0a"
+	src.send(nvmeRecord(1, 0, "starting error recovery"))
+	if err := sysfstest.SetState(e.root, "nvme0", "connecting"); err != nil {
+		t.Fatal(err)
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%s\n", k, escapeKmsg(r.Dict[k]))
-	}
-	return b.Bytes()
-}
-
-// FuzzParseKmsgRecord: the parser never panics; what it accepts formats
-// back (header, escaped text, dictionary) into a record that parses to the
-// same fields; the classifier never panics and its attempt is in range.
-func FuzzParseKmsgRecord(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "kmsg", "*.kmsg"))
-	for _, path := range files {
-		for _, r := range loadKmsgStream(f, path) {
-			if r.err == nil {
-				f.Add(r.rec)
-			}
-		}
-	}
-	f.Add([]byte("6,1,2,-;a\\x5cb\\xZZ\\x\n K=v\\x0a\n"))
-	f.Add([]byte("6,1,2,-,caller=T1;x;y\n =z\n A\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := parseKmsgRecord(b)
-		if err != nil {
-			if !errors.Is(err, errKmsgRecord) {
-				t.Fatalf("error %v does not wrap errKmsgRecord", err)
-			}
-			return
-		}
-		again, err := parseKmsgRecord(formatKmsgRecord(r))
-		if err != nil {
-			t.Fatalf("the formatted record %q does not parse: %v", formatKmsgRecord(r), err)
-		}
-		if diff := cmp.Diff(r, again); diff != "" {
-			t.Fatalf("round trip of %q (-first +again):\n%s", b, diff)
-		}
-		if strings.ContainsAny(r.Flags, ",;\n") {
-			t.Fatalf("flags %q hold a separator", r.Flags)
-		}
-		ev := classifyNVMe(r.Message)
-		if ev.Attempt < 0 || ev.Attempt > maxAttempt {
-			t.Fatalf("attempt %d out of range for %q", ev.Attempt, r.Message)
-		}
-		if ev.Ctrl != "" && !strings.HasPrefix(r.Message, "nvme "+ev.Ctrl+": ") {
-			t.Fatalf("controller %q is not the text's prefix in %q", ev.Ctrl, r.Message)
-		}
+	src.send(nvmeRecord(2, 0, msg))
+	src.send(nvmeRecord(3, 0, "Failed reconnect attempt 1"))
+	waitFor(t, "the refusal counted", func() bool {
+		c := controllerInfo(t, d, "nvme0")
+		return d.Snapshot().Counters.TargetRejected == 1 && c.Attempt == 1 && c.State == sysfs.StateConnecting
 	})
+	h, err := d.VolumeHealth("pvc-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Condition != Inaccessible || h.Reason != "TargetRejected" || !strings.Contains(h.Message, "the target refuses this host: nvme nvme0: "+msg) {
+		t.Errorf("health %+v, want Inaccessible TargetRejected with the kernel's message", h)
+	}
+	// The kernel gives the controller up (later kernels do at once: DNR).
+	if err := sysfstest.RemoveController(e.root, "nvme0"); err != nil {
+		t.Fatal(err)
+	}
+	src.send(nvmeRecord(4, 0, "Removing controller (16772)..."))
+	waitFor(t, "the controller gone", func() bool {
+		h, _ := d.VolumeHealth("pvc-0")
+		return strings.Contains(h.Message, "is gone")
+	})
+	h, _ = d.VolumeHealth("pvc-0")
+	if h.Reason != "TargetRejected" || !strings.Contains(h.Message, msg) {
+		t.Errorf("health after the removal %+v, want TargetRejected naming the refusal", h)
+	}
+}
+
+// TestKmsgTargetRejectedAfterRemoval: the refusal read after the kernel
+// removed the controller still makes the volume TargetRejected.
+func TestKmsgTargetRejectedAfterRemoval(t *testing.T) {
+	src := newChanKmsg()
+	e := kmsgEnv(t, oneSubsystem("live"), src)
+	d := e.d
+	if _, err := d.Attach(t.Context(), spec("pvc-0", volNQN(0), 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sysfstest.RemoveController(e.root, "nvme0"); err != nil {
+		t.Fatal(err)
+	}
+	src.send(nvmeRecord(1, 0, "Removing controller (16772)..."))
+	waitFor(t, "the controller gone", func() bool {
+		h, _ := d.VolumeHealth("pvc-0")
+		return h.Reason == "ControllerGone"
+	})
+	msg := "Connect for subsystem " + volNQN(0) + " is not allowed, hostnqn: nqn.2014-08.org.nvmexpress:uuid:0a"
+	src.send(nvmeRecord(2, 0, msg))
+	waitFor(t, "TargetRejected", func() bool {
+		h, _ := d.VolumeHealth("pvc-0")
+		return h.Reason == "TargetRejected" && strings.Contains(h.Message, msg)
+	})
+	if n := d.Snapshot().Counters.TargetRejected; n != 1 {
+		t.Errorf("TargetRejected counter %d, want 1", n)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/srvlab/rds-csi/fabrics"
+	"github.com/srvlab/rds-csi/internal/uevent"
 	"github.com/srvlab/rds-csi/sysfs"
 )
 
@@ -137,17 +139,59 @@ func (d *Daemon) pollStates(start uint64, names []string) (needFull bool) {
 	if d.connectedPendingLocked(&evs) {
 		needFull = true
 	}
+	// Controllers read before their first connect completed that are live
+	// now: read them again, for what they lacked then.
+	var reread []string
+	for name, e := range d.ctrls {
+		if e.halfBorn() && e.ctrl.State.Live() {
+			reread = append(reread, name)
+		}
+	}
 	d.pruneTouchedLocked(start)
 	d.mu.Unlock()
 	d.emit(evs)
+	d.rereadControllers(start, reread)
 	return needFull
 }
 
-// rescan re-reads every controller.
+// rereadControllers reads the named controllers in full and applies what
+// it finds, unless the registry changed them since start. One that is gone
+// is left to the next full pass.
+func (d *Daemon) rereadControllers(start uint64, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	read := make([]sysfs.Controller, 0, len(names))
+	for _, name := range names {
+		c, err := d.cfg.FS.Controller(name)
+		if err != nil {
+			if !errors.Is(err, sysfs.ErrNotExist) {
+				d.log.Warn("controller not re-read", "controller", name, "error", err)
+			}
+			continue
+		}
+		read = append(read, c)
+	}
+	now := d.now()
+	var evs []event
+	d.mu.Lock()
+	for _, c := range read {
+		if d.ctrls[c.Name] == nil || d.touched[c.Name] > start {
+			continue
+		}
+		d.observeLocked(c, now, true, &evs)
+	}
+	d.mu.Unlock()
+	d.emit(evs)
+}
+
+// rescan re-reads every controller: what identifies its connection and its
+// timeouts (sysfs.FS.ControllerConnections), not its disks or identify
+// strings, which the registry does not use.
 func (d *Daemon) rescan(start uint64) {
 	d.counters.resyncs.Add(1)
 	d.obs.Resync()
-	ctrls, err := d.cfg.FS.Controllers()
+	ctrls, err := d.cfg.FS.ControllerConnections()
 	if err != nil {
 		d.log.Warn("controllers not read", "error", err)
 		return
@@ -164,7 +208,7 @@ func (d *Daemon) rescan(start uint64) {
 		}
 		if _, known := d.ctrls[c.Name]; !known {
 			d.log.Info("controller appeared", "controller", c.Name, "state", c.StateRaw,
-				"subsysnqn", c.SubsysNQN, "target", hostPort(c.Address.Traddr, c.Address.Trsvcid))
+				"subsysnqn", c.SubsysNQN, "target", fabrics.HostPort(c.Address.Traddr, c.Address.Trsvcid))
 		}
 		d.observeLocked(c, now, true, &evs)
 	}
@@ -217,31 +261,9 @@ func (d *Daemon) pruneTouchedLocked(start uint64) {
 	}
 }
 
-// uevent is a kernel uevent, reduced to what the daemon looks at.
-type uevent struct {
-	Action    string // add, remove, change, ...
-	DevPath   string // /devices/virtual/nvme-fabrics/ctl/nvme0
-	Subsystem string // nvme, nvme-subsystem, block, ...
-	DevName   string // nvme0, nvme0n1
-	Env       map[string]string
-}
-
-// ueventSource delivers kernel uevents. Read blocks until an event, an
-// error, or Close; after Close it returns errSourceClosed. An overflow of
-// the socket (events lost) is errOverflow.
-type ueventSource interface {
-	Read() (uevent, error)
-	Close() error
-}
-
-var (
-	errSourceClosed = errors.New("daemon: uevent source closed")
-	errOverflow     = errors.New("daemon: uevent socket overflow (ENOBUFS): events lost")
-)
-
 // relevant filters uevents: nvme controllers, nvme subsystems and nvme*
 // block devices.
-func relevant(ev *uevent) bool {
+func relevant(ev *uevent.Event) bool {
 	switch ev.Subsystem {
 	case "nvme", "nvme-subsystem":
 		return true
@@ -252,13 +274,13 @@ func relevant(ev *uevent) bool {
 }
 
 // readUEvents feeds uevents into the loop until the source closes.
-func (d *Daemon) readUEvents(ctx context.Context, src ueventSource) {
+func (d *Daemon) readUEvents(ctx context.Context, src uevent.Source) {
 	for {
 		ev, err := src.Read()
 		switch {
-		case errors.Is(err, errSourceClosed):
+		case errors.Is(err, uevent.ErrClosed):
 			return
-		case errors.Is(err, errOverflow):
+		case errors.Is(err, uevent.ErrOverflow):
 			d.overflow()
 			continue
 		case err != nil:
@@ -292,7 +314,7 @@ func (d *Daemon) overflow() {
 }
 
 // handleUEvent turns one relevant uevent into triggers.
-func (d *Daemon) handleUEvent(ev *uevent) {
+func (d *Daemon) handleUEvent(ev *uevent.Event) {
 	switch ev.Subsystem {
 	case "nvme":
 		name := ev.DevName

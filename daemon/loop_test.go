@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/srvlab/rds-csi/internal/uevent"
 	"github.com/srvlab/rds-csi/sysfs"
 	"github.com/srvlab/rds-csi/sysfs/sysfstest"
 )
@@ -20,7 +21,7 @@ type fakeUEvents struct {
 }
 
 type fakeRead struct {
-	ev  uevent
+	ev  uevent.Event
 	err error
 }
 
@@ -28,12 +29,12 @@ func newFakeUEvents() *fakeUEvents {
 	return &fakeUEvents{ch: make(chan fakeRead), closed: make(chan struct{})}
 }
 
-func (f *fakeUEvents) Read() (uevent, error) {
+func (f *fakeUEvents) Read() (uevent.Event, error) {
 	select {
 	case r := <-f.ch:
 		return r.ev, r.err
 	case <-f.closed:
-		return uevent{}, errSourceClosed
+		return uevent.Event{}, uevent.ErrClosed
 	}
 }
 
@@ -43,14 +44,14 @@ func (f *fakeUEvents) Close() error {
 }
 
 // send delivers one read (blocking until the daemon takes it).
-func (f *fakeUEvents) send(ev uevent, err error) { f.ch <- fakeRead{ev, err} }
+func (f *fakeUEvents) send(ev uevent.Event, err error) { f.ch <- fakeRead{ev, err} }
 
-func ctrlEvent(action, name string, env map[string]string) uevent {
-	return uevent{Action: action, Subsystem: "nvme", DevName: name,
+func ctrlEvent(action, name string, env map[string]string) uevent.Event {
+	return uevent.Event{Action: action, Subsystem: "nvme", DevName: name,
 		DevPath: "/devices/virtual/nvme-fabrics/ctl/" + name, Env: env}
 }
 
-func connected(name string) uevent {
+func connected(name string) uevent.Event {
 	return ctrlEvent("change", name, map[string]string{"NVME_EVENT": "connected"})
 }
 
@@ -59,7 +60,7 @@ func loopEnv(t *testing.T, spec sysfstest.Spec) (*env, *fakeUEvents) {
 	e := newEnv(t, spec)
 	src := newFakeUEvents()
 	e.cfg.NoEvents = false
-	e.cfg.openUEvents = func() (ueventSource, error) { return src, nil }
+	e.cfg.openUEvents = func() (uevent.Source, error) { return src, nil }
 	e.cfg.watchNet = func(ctx context.Context, _ func()) error { <-ctx.Done(); return nil }
 	e.cfg.NoKmsg = true // the host's kernel log stays out of these tests
 	e.start()
@@ -88,7 +89,7 @@ func TestUEventOverflowResync(t *testing.T) {
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	src.send(uevent{}, errOverflow)
+	src.send(uevent.Event{}, uevent.ErrOverflow)
 	waitFor(t, "nvme1 in the registry", func() bool {
 		for _, c := range d.Snapshot().Controllers {
 			if c.Name == "nvme1" {
@@ -124,7 +125,7 @@ func TestUEventsDriveTheLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	src.send(ctrlEvent("add", "nvme1", nil), nil)
-	src.send(uevent{Action: "add", Subsystem: "hwmon", DevPath: "/devices/virtual/nvme-fabrics/ctl/nvme1/hwmon1"}, nil) // filtered out
+	src.send(uevent.Event{Action: "add", Subsystem: "hwmon", DevPath: "/devices/virtual/nvme-fabrics/ctl/nvme1/hwmon1"}, nil) // filtered out
 	waitFor(t, "nvme1 to appear", has("nvme1"))
 	if err := sysfstest.RemoveController(e.root, "nvme1"); err != nil {
 		t.Fatal(err)
@@ -421,3 +422,23 @@ func TestLowerLossTimeout(t *testing.T) {
 }
 
 var _ = sysfs.StateLive
+
+// TestRelevant: the loop takes nvme controllers, nvme subsystems and nvme*
+// block devices, and nothing else.
+func TestRelevant(t *testing.T) {
+	for _, tc := range []struct {
+		ev   uevent.Event
+		want bool
+	}{
+		{uevent.Event{Subsystem: "nvme"}, true},
+		{uevent.Event{Subsystem: "nvme-subsystem"}, true},
+		{uevent.Event{Subsystem: "block", DevName: "nvme0n1"}, true},
+		{uevent.Event{Subsystem: "block", DevName: "sda"}, false},
+		{uevent.Event{Subsystem: "hwmon"}, false},
+		{uevent.Event{Subsystem: "nvme-generic"}, false},
+	} {
+		if got := relevant(&tc.ev); got != tc.want {
+			t.Errorf("relevant(%+v) = %v", tc.ev, got)
+		}
+	}
+}

@@ -1,96 +1,15 @@
 package daemon
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
+	"github.com/srvlab/rds-csi/internal/mountinfo"
 	"github.com/srvlab/rds-csi/sysfs"
 )
-
-// mountEntry is one line of /proc/self/mountinfo.
-type mountEntry struct {
-	dev        sysfs.DevNum // field 3: st_dev of the mounted file system
-	root       string       // field 4: the mounted subtree ("/nvme0n1" for a bind of a devtmpfs node)
-	mountPoint string       // field 5
-	fstype     string
-	source     string
-}
-
-// readMountInfo parses a mountinfo file (proc(5)). Lines that do not parse
-// are skipped: the file is the kernel's, and one odd line must not hide the
-// others.
-func readMountInfo(path string) ([]mountEntry, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("daemon: read mount table: %w", err)
-	}
-	return parseMountInfo(b), nil
-}
-
-func parseMountInfo(b []byte) []mountEntry {
-	var out []mountEntry
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		if m, ok := parseMountLine(sc.Text()); ok {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func parseMountLine(line string) (mountEntry, bool) {
-	f := strings.Fields(line)
-	sep := -1
-	for i := 6; i < len(f); i++ {
-		if f[i] == "-" {
-			sep = i
-			break
-		}
-	}
-	if sep < 0 || len(f) < sep+3 {
-		return mountEntry{}, false
-	}
-	dev, err := sysfs.ParseDevNum(f[2])
-	if err != nil {
-		return mountEntry{}, false
-	}
-	return mountEntry{
-		dev:        dev,
-		root:       unescapeMount(f[3]),
-		mountPoint: unescapeMount(f[4]),
-		fstype:     f[sep+1],
-		source:     unescapeMount(f[sep+2]),
-	}, true
-}
-
-// unescapeMount undoes the kernel's octal escapes (\040 for a space, \011,
-// \012, \134).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 4
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-		i++
-	}
-	return b.String()
-}
 
 // devInfo is a visible NVMe block disk and what serves it.
 type devInfo struct {
@@ -132,6 +51,23 @@ func newDeviceIndex(ctrls []sysfs.Controller, subs []sysfs.Subsystem) deviceInde
 	return idx
 }
 
+// disk returns the indexed disk mount m serves: by the device number of
+// its file system, else by the name its source or devtmpfs root gives
+// (mountinfo.Entry.Disk). Rebuild, the mount refresh and the "is its disk
+// mounted anywhere" check of Detach and cleanup all map mounts to disks
+// through it.
+func (idx deviceIndex) disk(m mountinfo.Entry) (devInfo, bool) {
+	name, dev := m.Disk()
+	if di, ok := idx.byDev[dev]; ok && dev != (sysfs.DevNum{}) {
+		return di, true
+	}
+	if name == "" {
+		return devInfo{}, false
+	}
+	di, ok := idx.byName[name]
+	return di, ok
+}
+
 // stagedMount is a mount that the rebuild rule (doc.go) recognises as a
 // staged NVMe volume.
 type stagedMount struct {
@@ -141,26 +77,14 @@ type stagedMount struct {
 }
 
 // stagedMounts applies the rebuild rule to a mount table.
-func stagedMounts(mounts []mountEntry, stagingRoot string, idx deviceIndex) []stagedMount {
+func stagedMounts(mounts []mountinfo.Entry, stagingRoot string, idx deviceIndex) []stagedMount {
 	var out []stagedMount
 	for _, m := range mounts {
-		if !within(m.mountPoint, stagingRoot) {
+		if !within(m.MountPoint, stagingRoot) {
 			continue
 		}
-		if m.fstype == "devtmpfs" {
-			if di, ok := idx.byName[strings.TrimPrefix(m.root, "/")]; ok {
-				out = append(out, stagedMount{mountPoint: m.mountPoint, block: true, dev: di})
-			}
-			continue
-		}
-		if di, ok := idx.byDev[m.dev]; ok {
-			out = append(out, stagedMount{mountPoint: m.mountPoint, dev: di})
-			continue
-		}
-		if name, ok := strings.CutPrefix(m.source, "/dev/"); ok {
-			if di, ok := idx.byName[name]; ok {
-				out = append(out, stagedMount{mountPoint: m.mountPoint, dev: di})
-			}
+		if di, ok := idx.disk(m); ok {
+			out = append(out, stagedMount{mountPoint: m.MountPoint, block: m.FSType == "devtmpfs", dev: di})
 		}
 	}
 	return out
@@ -195,7 +119,7 @@ func (d *Daemon) readDevices() ([]sysfs.Controller, deviceIndex, error) {
 // staged NVMe mount that no known volume explains becomes (or stays) a
 // recovered volume, and recovered volumes whose mount is gone are dropped.
 func (d *Daemon) refreshMounts() error {
-	mounts, err := readMountInfo(d.cfg.MountInfo)
+	mounts, err := mountinfo.Read(d.cfg.MountInfo)
 	if err != nil {
 		return err
 	}
@@ -220,15 +144,19 @@ func (d *Daemon) refreshMounts() error {
 	return nil
 }
 
-// explainedLocked reports whether a known volume accounts for mount m.
+// explainedLocked reports whether a known volume accounts for mount m: a
+// volume that holds the same disk, wherever m is. A staged volume's disk is
+// mounted outside its staging path too: a block volume's publish target and
+// kubelet's own bind of the device (volumeDevices/<pv>/dev/<pod>) are bind
+// mounts of the device under kubelet's plugins directory, the staging root;
+// taken for recovered volumes they held the controllers past the unstage.
+// (An attached volume: csi is between mounting and MarkStaged.) Holding the
+// volume's controllers is all a recovered volume would do, and Detach and
+// cleanup still keep a controller whose disk is mounted anywhere
+// (mountedDisks).
 func (d *Daemon) explainedLocked(m stagedMount) bool {
 	for _, v := range d.vols {
-		if v.recovered || !v.holds() || v.nqn != m.dev.nqn || v.nsid != m.dev.ns.NSID {
-			continue
-		}
-		// Staged: its staging path holds the mount. Attached: csi is
-		// between mounting and MarkStaged.
-		if v.state != VolumeStaged || within(m.mountPoint, v.stagingPath) {
+		if !v.recovered && v.holds() && v.nqn == m.dev.nqn && v.nsid == m.dev.ns.NSID {
 			return true
 		}
 	}
@@ -267,7 +195,7 @@ func (d *Daemon) addRecoveredLocked(m stagedMount) {
 // no volume record explains (a mount(8) started by a killed predecessor
 // that finished later, or one made by hand).
 func (d *Daemon) mountedDisks(names []string) (map[string][]string, error) {
-	mounts, err := readMountInfo(d.cfg.MountInfo)
+	mounts, err := mountinfo.Read(d.cfg.MountInfo)
 	if err != nil {
 		return nil, fmt.Errorf("daemon: read mount table: %w", err)
 	}
@@ -298,23 +226,13 @@ func (d *Daemon) mountedDisks(names []string) (map[string][]string, error) {
 	idx := newDeviceIndex(ctrls, subs)
 	out := map[string][]string{}
 	for _, m := range mounts {
-		di, ok := devInfo{}, false
-		if m.fstype == "devtmpfs" {
-			di, ok = idx.byName[strings.TrimPrefix(m.root, "/")]
-		} else {
-			di, ok = idx.byDev[m.dev]
-			if !ok {
-				if name, cut := strings.CutPrefix(m.source, "/dev/"); cut {
-					di, ok = idx.byName[name]
-				}
-			}
-		}
+		di, ok := idx.disk(m)
 		if !ok {
 			continue
 		}
 		for _, c := range di.controllers {
 			if slices.Contains(names, c) {
-				out[c] = append(out[c], m.mountPoint)
+				out[c] = append(out[c], m.MountPoint)
 			}
 		}
 	}

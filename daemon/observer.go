@@ -59,6 +59,7 @@ type counters struct {
 	kmsgActive          atomic.Bool  // the kernel log reader is running
 	kmsgRecords         atomic.Int64 // kernel log records about known controllers
 	kmsgGaps            atomic.Int64 // kernel log sequence gaps
+	targetRejected      atomic.Int64 // kernel log: the target refused this host at a connect
 	// connectErrors by fabrics.ErrorClass; the map is filled by init and
 	// only read afterwards.
 	connectErrors map[string]*atomic.Int64
@@ -99,6 +100,10 @@ type Counters struct {
 	// re-read).
 	KmsgRecords int64
 	KmsgGaps    int64
+	// TargetRejected counts kernel log records saying a target refused
+	// this host at a (re)connect of a known controller (target fencing,
+	// or an allow list without this host).
+	TargetRejected int64
 }
 
 func (c *counters) snapshot() Counters {
@@ -117,6 +122,7 @@ func (c *counters) snapshot() Counters {
 		KmsgActive:          c.kmsgActive.Load(),
 		KmsgRecords:         c.kmsgRecords.Load(),
 		KmsgGaps:            c.kmsgGaps.Load(),
+		TargetRejected:      c.targetRejected.Load(),
 		ConnectErrors:       make(map[string]int64, len(c.connectErrors)),
 	}
 	for k, v := range c.connectErrors {

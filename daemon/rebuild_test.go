@@ -3,7 +3,6 @@ package daemon
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -52,6 +51,8 @@ func TestRebuild(t *testing.T) {
 				blockMount(41, ns1.Name, stage1+"/pvc-1"),
 				fsMount(42, ns3.Dev.String(), "/var/lib/data"), // the root disk: outside the staging root
 				fsMount(43, ns4.Dev.String(), stage5),          // staged, but no record: recovered
+				// pvc-1's publish target, also under the staging root: explained by pvc-1
+				blockMount(44, ns1.Name, filepath.Join(e.staging, "kubernetes.io/csi/volumeDevices/publish/pvc-1/pod-1")),
 			)
 			e.writeState(stateFile{
 				Controllers: []owner{
@@ -165,7 +166,7 @@ func TestStateFile(t *testing.T) {
 		t.Errorf("owned (-want +got):\n%s", diff)
 	}
 	wantVol := []volumeState{{ID: "pvc-a", SubsysNQN: volNQN(8), NSID: 1, Transport: "tcp", Traddr: "127.0.0.1", Trsvcid: "4420",
-		HostNQN: hostNQN, Controller: "nvme5", StagingPath: stage, StagedAt: e.clock.Now()}}
+		HostNQN: hostNQN, HostID: hostID, Controller: "nvme5", StagingPath: stage, StagedAt: e.clock.Now()}}
 	if diff := cmp.Diff(wantVol, st.Volumes, cmpopts.EquateApproxTime(0)); diff != "" {
 		t.Errorf("volumes (-want +got):\n%s", diff)
 	}
@@ -214,25 +215,6 @@ func TestStateFileCorrupt(t *testing.T) {
 	matches, _ := filepath.Glob(path + ".corrupt-*")
 	if len(matches) != 1 {
 		t.Errorf("corrupt file not moved aside: %v", matches)
-	}
-}
-
-func TestParseMountInfo(t *testing.T) {
-	in := strings.Join([]string{
-		`36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue`,
-		`40 22 259:3 / /var/lib/kubelet/plugins/a\040b/globalmount rw,relatime shared:9 - ext4 /dev/nvme1n1 rw`,
-		`41 22 0:5 /nvme2n1 /var/lib/kubelet/plugins/blk/pvc rw shared:10 - devtmpfs udev rw`,
-		`garbage`,
-		`42 22 259:9 / /x rw - xfs`,
-	}, "\n")
-	got := parseMountInfo([]byte(in))
-	want := []mountEntry{
-		{dev: sysfs.DevNum{Major: 98}, root: "/mnt1", mountPoint: "/mnt/parent", fstype: "ext3", source: "/dev/root"},
-		{dev: sysfs.DevNum{Major: 259, Minor: 3}, root: "/", mountPoint: "/var/lib/kubelet/plugins/a b/globalmount", fstype: "ext4", source: "/dev/nvme1n1"},
-		{dev: sysfs.DevNum{Major: 0, Minor: 5}, root: "/nvme2n1", mountPoint: "/var/lib/kubelet/plugins/blk/pvc", fstype: "devtmpfs", source: "udev"},
-	}
-	if diff := cmp.Diff(want, got, cmp.AllowUnexported(mountEntry{})); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
 

@@ -3,7 +3,6 @@ package daemon
 import (
 	"cmp"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,17 +15,21 @@ import (
 // maxTransitions bounds the state history kept per controller.
 const maxTransitions = 16
 
-// connKey identifies a controller the way the kernel decides that two
-// connects are the same (fabrics.c nvmf_ip_options_match): transport,
-// subsystem NQN, target address and port, host NQN and the optional source
-// address and interface. Addresses are canonical; an empty hostNQN matches
-// any host (the kernel's default host, which sysfs does not name).
+// connKey identifies a controller by what the kernel compares to decide
+// that two connects are the same (fabrics.Options.Matches holds the rule):
+// transport, subsystem NQN, target address and port, host NQN and host ID,
+// and the optional source address and interface. A key made from Options
+// holds the values fabrics writes (fabrics.CanonicalIP of the addresses, the
+// decimal port); one made from a controller holds what sysfs shows. An
+// empty hostNQN or hostID matches any host (the kernel's default host,
+// which sysfs does not name).
 type connKey struct {
 	transport  string
 	nqn        string
 	traddr     string
 	trsvcid    string
 	hostNQN    string
+	hostID     string
 	hostTraddr string
 	hostIface  string
 }
@@ -35,70 +38,66 @@ func keyOf(o *fabrics.Options) connKey {
 	return connKey{
 		transport:  cmp.Or(o.Transport, fabrics.DefaultTransport),
 		nqn:        o.NQN,
-		traddr:     canonicalIP(o.Traddr),
+		traddr:     fabrics.CanonicalIP(o.Traddr),
 		trsvcid:    strconv.Itoa(cmp.Or(o.Trsvcid, fabrics.DefaultPort)),
 		hostNQN:    o.HostNQN,
-		hostTraddr: canonicalIP(o.HostTraddr),
+		hostID:     strings.ToLower(o.HostID),
+		hostTraddr: fabrics.CanonicalIP(o.HostTraddr),
 		hostIface:  o.HostIface,
 	}
 }
 
-// keyOfController is the key of an existing controller.
+// keyOfController is the key of an existing controller: the strings sysfs
+// shows, which for a controller that matches a key made from Options are
+// that key's.
 func keyOfController(c *sysfs.Controller) connKey {
 	return connKey{
 		transport:  c.Transport,
 		nqn:        c.SubsysNQN,
-		traddr:     canonicalIP(c.Address.Traddr),
-		trsvcid:    canonicalPort(c.Address.Trsvcid),
+		traddr:     c.Address.Traddr,
+		trsvcid:    c.Address.Trsvcid,
 		hostNQN:    c.HostNQN,
-		hostTraddr: canonicalIP(c.Address.HostTraddr),
+		hostID:     strings.ToLower(c.HostID),
+		hostTraddr: c.Address.HostTraddr,
 		hostIface:  c.Address.HostIface,
 	}
 }
 
-// String is the lock name of the key.
+// String is the lock name of the key. It leaves the host ID out: connects
+// that differ only in it take one lock, which serialises more than needed
+// but never less (a spec's key and the key of its controller lock alike
+// whether or not the spec names a host ID).
 func (k connKey) String() string {
 	return strings.Join([]string{k.transport, k.nqn, k.traddr, k.trsvcid, k.hostNQN, k.hostTraddr, k.hostIface}, "|")
 }
 
 // matches reports whether c is a controller the kernel would consider
 // identical to a connect with key k, and one that can still serve I/O
-// (not deleting or dead, not a discovery controller).
+// (fabrics.Options.Matches). A key whose port is not a plain decimal
+// number matches nothing.
 func (k connKey) matches(c *sysfs.Controller) bool {
-	switch c.State {
-	case sysfs.StateDeleting, sysfs.StateDeletingNoIO, sysfs.StateDead:
-		return false
-	}
-	if c.CntrlType == "discovery" || c.SubsysNQN == fabrics.DiscoveryNQN {
-		return false
-	}
-	ck := keyOfController(c)
-	if k.hostNQN == "" {
-		ck.hostNQN = ""
-	}
-	return ck == k
+	o, ok := k.options()
+	return ok && o.Matches(c)
 }
 
-func canonicalIP(s string) string {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap().String()
-	}
-	return s
+// samePath reports whether controller c goes to k's target address and
+// port from k's source (whatever its state): it is that path of a volume.
+func (k connKey) samePath(c *sysfs.Controller) bool {
+	return fabrics.CanonicalIP(c.Address.Traddr) == k.traddr && c.Address.Trsvcid == k.trsvcid &&
+		(k.hostIface == "" || c.Address.HostIface == k.hostIface) &&
+		(k.hostTraddr == "" || fabrics.CanonicalIP(c.Address.HostTraddr) == k.hostTraddr)
 }
 
-func canonicalPort(s string) string {
-	if n, err := strconv.Atoi(s); err == nil {
-		return strconv.Itoa(n)
+// options returns the identity part of the Options k was made from.
+func (k connKey) options() (fabrics.Options, bool) {
+	port, err := strconv.Atoi(k.trsvcid)
+	if err != nil || strconv.Itoa(port) != k.trsvcid {
+		return fabrics.Options{}, false
 	}
-	return s
-}
-
-// hostPort formats traddr:trsvcid ("[::1]:4420" for IPv6).
-func hostPort(traddr, trsvcid string) string {
-	if strings.Contains(traddr, ":") {
-		return "[" + traddr + "]:" + trsvcid
-	}
-	return traddr + ":" + trsvcid
+	return fabrics.Options{
+		Transport: k.transport, NQN: k.nqn, Traddr: k.traddr, Trsvcid: port,
+		HostNQN: k.hostNQN, HostID: k.hostID, HostTraddr: k.hostTraddr, HostIface: k.hostIface,
+	}, true
 }
 
 // Transition is one observed state change of a controller.
@@ -110,9 +109,12 @@ type Transition struct {
 
 // ctrlEntry is the registry's view of one controller.
 type ctrlEntry struct {
-	ctrl        sysfs.Controller // the last read (the state may be newer than the other attributes)
-	since       time.Time        // when the current state was first observed
-	transitions []Transition     // the last maxTransitions
+	// ctrl is the last read (the state may be newer than the other
+	// attributes). Full re-reads fill only the fields of
+	// sysfs.FS.ControllerConnections: nothing here uses the others.
+	ctrl        sysfs.Controller
+	since       time.Time    // when the current state was first observed
+	transitions []Transition // the last maxTransitions
 	reconnects  int
 	attempt     int       // reconnect attempt of the current outage, 0 when unknown
 	downSince   time.Time // start of the current outage; zero while live
@@ -124,6 +126,14 @@ type ctrlEntry struct {
 	// accounted for.
 	expectUEvent bool
 	connected    int // NVME_EVENT=connected uevents not yet processed
+	// spread is the reconnect spread the last Attach set (not Known
+	// before one did, e.g. after a restart until the next stage).
+	spread Spread
+	// rejected is the kernel's last report that the target refused this
+	// host at a (re)connect of the current outage (kmsg HostRejected:
+	// target fencing, or an allow list without this host's NQN); "" once
+	// live again or when a new outage starts.
+	rejected string
 }
 
 // owner is one controller in the ownership file: its name and the identity
@@ -144,8 +154,8 @@ func ownerOf(c *sysfs.Controller, now time.Time) owner {
 		Name:      c.Name,
 		Transport: c.Transport,
 		SubsysNQN: c.SubsysNQN,
-		Traddr:    canonicalIP(c.Address.Traddr),
-		Trsvcid:   canonicalPort(c.Address.Trsvcid),
+		Traddr:    fabrics.CanonicalIP(c.Address.Traddr),
+		Trsvcid:   c.Address.Trsvcid,
 		HostNQN:   c.HostNQN,
 		Since:     now,
 	}
@@ -154,8 +164,8 @@ func ownerOf(c *sysfs.Controller, now time.Time) owner {
 // describes reports whether the record is about controller c.
 func (o owner) describes(c *sysfs.Controller) bool {
 	return o.Name == c.Name && o.SubsysNQN == c.SubsysNQN &&
-		o.Traddr == canonicalIP(c.Address.Traddr) &&
-		o.Trsvcid == canonicalPort(c.Address.Trsvcid) &&
+		o.Traddr == fabrics.CanonicalIP(c.Address.Traddr) &&
+		o.Trsvcid == c.Address.Trsvcid &&
 		o.HostNQN == c.HostNQN &&
 		(o.Transport == "" || o.Transport == c.Transport)
 }
@@ -173,9 +183,21 @@ const (
 
 // volEntry is the registry's view of one volume.
 type volEntry struct {
-	id          string
-	spec        Spec
-	key         connKey
+	id   string
+	spec Spec
+	key  connKey   // the first path's
+	keys []connKey // every path's, the first first
+	// pathErrs: the last connect failure of each path (by key) that has
+	// not connected since.
+	pathErrs map[string]*failure
+	// pathsAsked is how many paths the spec named; multipathOff says
+	// only the first was used because native multipath is off.
+	pathsAsked   int
+	multipathOff bool
+	// connect: a volume restored from the state file keeps the record's
+	// connect options here (its spec has no secrets, so connectStateOf
+	// would lose that it had some).
+	connect     *connectState
 	nqn         string
 	nsid        uint32
 	controllers []string // the controllers the volume holds (refcount)
@@ -188,7 +210,10 @@ type volEntry struct {
 	recovered   bool   // rebuilt from a mount no record explains
 	lost        string // a controller of the volume that vanished
 	lostWhy     string // what the registry knew of it then (lostReason)
-	failure     *failure
+	// lostRejected: the target had refused this host when the controller
+	// vanished (the kernel removes a controller on a refusal with DNR).
+	lostRejected bool
+	failure      *failure
 }
 
 // failure is the outcome of a failed Attach, for health.
@@ -287,13 +312,17 @@ func (d *Daemon) observeLocked(c sysfs.Controller, now time.Time, fromLoop bool,
 		delete(d.owned, c.Name)
 		d.ownersDirty = true
 	}
-	if e == nil || keyOfController(&e.ctrl) != keyOfController(&c) {
+	if e == nil || !sameController(&e.ctrl, &c) {
 		e = &ctrlEntry{ctrl: c, since: now, everLive: c.State.Live(), expectUEvent: fromLoop}
 		if !c.State.Live() {
 			e.downSince = now
 		}
 		d.ctrls[c.Name] = e
 		return e
+	}
+	if e.halfBorn() && c.SubsysNQN != "" {
+		d.log.Info("controller connected", "controller", c.Name, "state", c.StateRaw,
+			"subsysnqn", c.SubsysNQN, "target", fabrics.HostPort(c.Address.Traddr, c.Address.Trsvcid))
 	}
 	prev := e.ctrl.State
 	if c.StateRaw == "" {
@@ -306,6 +335,23 @@ func (d *Daemon) observeLocked(c sysfs.Controller, now time.Time, fromLoop bool,
 	}
 	return e
 }
+
+// sameController reports whether a fresh read c is still the controller
+// the registry knew as old: the same key, or the same key but for the
+// subsystem NQN that old, read before its first connect completed, did not
+// have yet.
+func sameController(old, c *sysfs.Controller) bool {
+	ko, kc := keyOfController(old), keyOfController(c)
+	if old.SubsysNQN == "" {
+		ko.nqn = kc.nqn
+	}
+	return ko == kc
+}
+
+// halfBorn reports whether the registry read e before its first connect
+// completed: it has no subsystem NQN yet (the kernel links the controller to
+// its subsystem only then; every controller has one after).
+func (e *ctrlEntry) halfBorn() bool { return e.ctrl.SubsysNQN == "" }
 
 // setStateLocked applies a fresh read of the state attribute only.
 func (d *Daemon) setStateLocked(e *ctrlEntry, st sysfs.State, raw string, now time.Time, evs *[]event) {
@@ -335,7 +381,7 @@ func (d *Daemon) transitionLocked(e *ctrlEntry, from, to sysfs.State, now time.T
 			d.log.Info("controller reconnected", "controller", name, "outage", now.Sub(e.downSince).Round(time.Millisecond), "from", from.String())
 		}
 		e.everLive, e.expectUEvent = true, true
-		e.downSince, e.attempt = time.Time{}, 0
+		e.downSince, e.attempt, e.rejected = time.Time{}, 0, ""
 		return
 	}
 	if e.downSince.IsZero() {
@@ -343,7 +389,7 @@ func (d *Daemon) transitionLocked(e *ctrlEntry, from, to sysfs.State, now time.T
 	}
 	if from.Live() {
 		d.log.Warn("controller not live", "controller", name, "state", e.ctrl.StateRaw,
-			"target", hostPort(e.ctrl.Address.Traddr, e.ctrl.Address.Trsvcid), "subsysnqn", e.ctrl.SubsysNQN)
+			"target", fabrics.HostPort(e.ctrl.Address.Traddr, e.ctrl.Address.Trsvcid), "subsysnqn", e.ctrl.SubsysNQN)
 	}
 }
 
@@ -384,6 +430,8 @@ func lostReason(e *ctrlEntry, now time.Time) string {
 	switch {
 	case e == nil:
 		return ""
+	case e.rejected != "":
+		return "the target refuses this host (" + e.rejected + "); the kernel gave the controller up: its I/O failed"
 	case e.ctrl.State.Live() || e.downSince.IsZero():
 		return "disconnected while live (not by this driver)"
 	}
@@ -416,6 +464,7 @@ func (d *Daemon) removeControllerLocked(name string) bool {
 		// controller called the same is not taken for this one.
 		v.controllers = slices.DeleteFunc(slices.Clone(v.controllers), func(c string) bool { return c == name })
 		v.lost, v.lostWhy = name, lostReason(e, d.now())
+		v.lostRejected = e != nil && e.rejected != ""
 		if v.holds() {
 			d.log.Warn("controller of a volume vanished", "controller", name, "volume", v.id)
 		}

@@ -54,9 +54,7 @@ func (d *Daemon) LowerLossTimeout(unreachableFor time.Duration, tmo int) ([]stri
 		d.log.Warn("lowered ctrl_loss_tmo of an unreachable controller", "controller", name, "ctrl_loss_tmo", tmo,
 			"not_live_for", unreachableFor)
 		changed = append(changed, name)
-		if fresh, err := d.readController(name); err == nil {
-			d.register(fresh)
-		}
+		d.rereadChanged(name)
 	}
 	return changed, errors.Join(errs...)
 }

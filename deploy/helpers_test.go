@@ -3,12 +3,16 @@ package deploy_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +20,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -29,16 +34,25 @@ const (
 	baseDir       = "kubernetes"
 	monitoringDir = "kubernetes/monitoring"
 	examplesDir   = "kubernetes/examples"
+	snapshotsDir  = "kubernetes/snapshots"
 )
 
-var manifestDirs = []string{baseDir, monitoringDir, examplesDir}
+var manifestDirs = []string{baseDir, monitoringDir, examplesDir, snapshotsDir}
+
+// The registrar-free variant: a kustomize Component of JSON patches on the
+// base, and an overlay that applies it.
+const (
+	builtinComponentDir = "components/builtin-registration"
+	builtinOverlayDir   = "overlays/builtin-registration"
+)
 
 // object is one decoded manifest document.
 type object struct {
 	file string // path relative to this package
 	doc  int    // 0-based document index in file
 	meta metav1.TypeMeta
-	obj  any // a pointer to the typed object
+	obj  any    // a pointer to the typed object
+	json []byte // the document as JSON
 }
 
 func (o object) String() string {
@@ -63,8 +77,20 @@ func newTyped(tm metav1.TypeMeta) any {
 		return &corev1.PersistentVolumeClaim{}
 	case "v1/Pod":
 		return &corev1.Pod{}
+	case "v1/Secret":
+		return &corev1.Secret{}
 	case "apps/v1/DaemonSet":
 		return &appsv1.DaemonSet{}
+	case "apps/v1/Deployment":
+		return &appsv1.Deployment{}
+	case "rbac.authorization.k8s.io/v1/ClusterRole":
+		return &rbacv1.ClusterRole{}
+	case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
+		return &rbacv1.ClusterRoleBinding{}
+	case "rbac.authorization.k8s.io/v1/Role":
+		return &rbacv1.Role{}
+	case "rbac.authorization.k8s.io/v1/RoleBinding":
+		return &rbacv1.RoleBinding{}
 	case "storage.k8s.io/v1/CSIDriver":
 		return &storagev1.CSIDriver{}
 	case "storage.k8s.io/v1/StorageClass":
@@ -73,7 +99,9 @@ func newTyped(tm metav1.TypeMeta) any {
 		return &podMonitor{}
 	case "monitoring.coreos.com/v1/PrometheusRule":
 		return &prometheusRule{}
-	case "kustomize.config.k8s.io/v1beta1/Kustomization":
+	case "snapshot.storage.k8s.io/v1/VolumeSnapshotClass":
+		return &volumeSnapshotClass{}
+	case "kustomize.config.k8s.io/v1beta1/Kustomization", "kustomize.config.k8s.io/v1alpha1/Component":
 		return &kustomization{}
 	}
 	return nil
@@ -85,7 +113,18 @@ func newTyped(tm metav1.TypeMeta) any {
 
 type kustomization struct {
 	metav1.TypeMeta `json:",inline"`
-	Resources       []string `json:"resources"`
+	Resources       []string `json:"resources,omitempty"`
+	Components      []string `json:"components,omitempty"`
+	Patches         []struct {
+		Path   string `json:"path"`
+		Target struct {
+			Group     string `json:"group,omitempty"`
+			Version   string `json:"version"`
+			Kind      string `json:"kind"`
+			Name      string `json:"name"`
+			Namespace string `json:"namespace,omitempty"`
+		} `json:"target"`
+	} `json:"patches,omitempty"`
 }
 
 type podMonitor struct {
@@ -112,6 +151,16 @@ type relabeling struct {
 	Regex        string   `json:"regex,omitempty"`
 	Replacement  *string  `json:"replacement,omitempty"`
 	Action       string   `json:"action,omitempty"`
+}
+
+// volumeSnapshotClass is snapshot.storage.k8s.io/v1 VolumeSnapshotClass
+// (external-snapshotter's client types are not a dependency of this module).
+type volumeSnapshotClass struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Driver            string            `json:"driver"`
+	Parameters        map[string]string `json:"parameters,omitempty"`
+	DeletionPolicy    string            `json:"deletionPolicy"`
 }
 
 type prometheusRule struct {
@@ -206,6 +255,9 @@ func loadFile(t *testing.T, file string) []object {
 		if err := decodeStrict(d, o.obj); err != nil {
 			t.Fatalf("%s: %v", o, err)
 		}
+		if o.json, err = yaml.YAMLToJSONStrict(d); err != nil {
+			t.Fatalf("%s: %v", o, err)
+		}
 		out = append(out, o)
 	}
 	return out
@@ -247,6 +299,22 @@ func only[T any](t *testing.T, objs []object) T {
 		t.Fatalf("want exactly one %T, found %d", zero, len(all))
 	}
 	return all[0]
+}
+
+// podMonitorSelecting returns the one PodMonitor in objs whose selector
+// is exactly labels (the node's and the controller's each have their own).
+func podMonitorSelecting(t *testing.T, objs []object, labels map[string]string) *podMonitor {
+	t.Helper()
+	var found []*podMonitor
+	for _, pm := range each[*podMonitor](objs) {
+		if maps.Equal(pm.Spec.Selector.MatchLabels, labels) && len(pm.Spec.Selector.MatchExpressions) == 0 {
+			found = append(found, pm)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want exactly one PodMonitor selecting %v, found %d", labels, len(found))
+	}
+	return found[0]
 }
 
 // each returns every object of type T in objs.
@@ -356,4 +424,194 @@ func addrPort(t *testing.T, addr string) int32 {
 		t.Fatalf("address %q: port: %v", addr, err)
 	}
 	return int32(n)
+}
+
+// build returns the objects `kustomize build dir` makes, for the kustomize
+// features these manifests use: resources (files, and directories that are
+// kustomizations themselves) and components whose patches are JSON patches
+// (RFC 6902) on a target named by group, version, kind and name. Anything
+// else in a kustomization fails strict decoding. Each patched object is
+// decoded strictly again.
+func build(t *testing.T, dir string) []object {
+	t.Helper()
+	k := only[*kustomization](t, loadFile(t, filepath.Join(dir, "kustomization.yaml")))
+	if k.Kind != "Kustomization" {
+		t.Fatalf("%s: kind %s cannot be built on its own", dir, k.Kind)
+	}
+	if len(k.Patches) > 0 {
+		t.Fatalf("%s: patches outside a component: extend build", dir)
+	}
+	var objs []object
+	for _, r := range k.Resources {
+		p := filepath.Join(dir, r)
+		if fi, err := os.Stat(p); err != nil {
+			t.Fatal(err)
+		} else if fi.IsDir() {
+			objs = append(objs, build(t, p)...)
+		} else {
+			objs = append(objs, loadFile(t, p)...)
+		}
+	}
+	for _, c := range k.Components {
+		cdir := filepath.Join(dir, c)
+		ck := only[*kustomization](t, loadFile(t, filepath.Join(cdir, "kustomization.yaml")))
+		if ck.Kind != "Component" || len(ck.Resources) > 0 || len(ck.Components) > 0 {
+			t.Fatalf("%s: want a Component with patches only", cdir)
+		}
+		for _, p := range ck.Patches {
+			ops := loadJSONPatch(t, filepath.Join(cdir, p.Path))
+			tg := p.Target
+			hits := 0
+			for i, o := range objs {
+				name, ns := objectName(o)
+				if o.meta.APIVersion != path.Join(tg.Group, tg.Version) || o.meta.Kind != tg.Kind || name != tg.Name || (tg.Namespace != "" && ns != tg.Namespace) {
+					continue
+				}
+				hits++
+				var doc any
+				if err := json.Unmarshal(o.json, &doc); err != nil {
+					t.Fatal(err)
+				}
+				for j, op := range ops {
+					var err error
+					if doc, err = applyJSONPatch(doc, op); err != nil {
+						t.Fatalf("%s: operation %d (%s %s) on %s: %v", p.Path, j, op.Op, op.Path, o, err)
+					}
+				}
+				patched, err := json.Marshal(doc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := object{file: o.file + " patched by " + filepath.Join(cdir, p.Path), doc: o.doc, meta: o.meta, obj: newTyped(o.meta), json: patched}
+				if err := decodeStrict(patched, n.obj); err != nil {
+					t.Fatalf("%s: %v", n, err)
+				}
+				objs[i] = n
+			}
+			if hits != 1 {
+				t.Fatalf("%s: target %+v matches %d objects, want 1", filepath.Join(cdir, p.Path), tg, hits)
+			}
+		}
+	}
+	return objs
+}
+
+// jsonPatchOp is one operation of a JSON patch (RFC 6902).
+type jsonPatchOp struct {
+	Op    string          `json:"op"`
+	Path  string          `json:"path"`
+	Value json.RawMessage `json:"value,omitempty"`
+}
+
+// loadJSONPatch decodes a JSON patch written in YAML, strictly.
+func loadJSONPatch(t *testing.T, file string) []jsonPatchOp {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []jsonPatchOp
+	if err := decodeStrict(data, &ops); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if len(ops) == 0 {
+		t.Fatalf("%s: no operations", file)
+	}
+	for i, op := range ops {
+		switch op.Op {
+		case "add", "replace", "test":
+			if op.Value == nil {
+				t.Fatalf("%s: operation %d (%s %s) has no value", file, i, op.Op, op.Path)
+			}
+		case "remove":
+		default:
+			// move and copy are valid RFC 6902, but applyJSONPatch does not
+			// know them.
+			t.Fatalf("%s: operation %d: op %q: want add, remove, replace or test", file, i, op.Op)
+		}
+	}
+	return ops
+}
+
+// applyJSONPatch applies one operation (add, remove, replace, test) to doc,
+// a document as json.Unmarshal into an any makes it, and returns the result.
+func applyJSONPatch(doc any, op jsonPatchOp) (any, error) {
+	if op.Path == "" || op.Path[0] != '/' {
+		return nil, fmt.Errorf("path %q: want a JSON pointer to a member", op.Path)
+	}
+	var toks []string
+	for _, tok := range strings.Split(op.Path[1:], "/") {
+		toks = append(toks, strings.NewReplacer("~1", "/", "~0", "~").Replace(tok))
+	}
+	var val any
+	if op.Value != nil {
+		if err := json.Unmarshal(op.Value, &val); err != nil {
+			return nil, err
+		}
+	}
+	return patchAt(doc, toks, op.Op, val)
+}
+
+func patchAt(node any, toks []string, op string, val any) (any, error) {
+	tok, last := toks[0], len(toks) == 1
+	switch n := node.(type) {
+	case map[string]any:
+		child, ok := n[tok]
+		if !last {
+			if !ok {
+				return nil, fmt.Errorf("no member %q", tok)
+			}
+			c, err := patchAt(child, toks[1:], op, val)
+			n[tok] = c
+			return n, err
+		}
+		if !ok && op != "add" {
+			return nil, fmt.Errorf("no member %q", tok)
+		}
+		switch op {
+		case "add", "replace":
+			n[tok] = val
+		case "remove":
+			delete(n, tok)
+		case "test":
+			if !reflect.DeepEqual(child, val) {
+				return nil, fmt.Errorf("test failed: %q is %v, want %v", tok, child, val)
+			}
+		}
+		return n, nil
+	case []any:
+		if last && op == "add" && tok == "-" {
+			return append(n, val), nil
+		}
+		i, err := strconv.Atoi(tok)
+		if err != nil || i < 0 || (tok != "0" && tok[0] == '0') {
+			return nil, fmt.Errorf("array index %q", tok)
+		}
+		if last && op == "add" {
+			if i > len(n) {
+				return nil, fmt.Errorf("index %d past the end (%d)", i, len(n))
+			}
+			return slices.Insert(n, i, val), nil
+		}
+		if i >= len(n) {
+			return nil, fmt.Errorf("index %d past the end (%d)", i, len(n))
+		}
+		if !last {
+			c, err := patchAt(n[i], toks[1:], op, val)
+			n[i] = c
+			return n, err
+		}
+		switch op {
+		case "replace":
+			n[i] = val
+		case "remove":
+			return slices.Delete(n, i, i+1), nil
+		case "test":
+			if !reflect.DeepEqual(n[i], val) {
+				return nil, fmt.Errorf("test failed: [%d] is %v, want %v", i, n[i], val)
+			}
+		}
+		return n, nil
+	}
+	return nil, fmt.Errorf("%q: not in an object or array", tok)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -31,32 +32,90 @@ const (
 	probeName     = "livenessprobe"
 )
 
-// nodeSet is the node DaemonSet and its three containers.
+// nodeSet is the node DaemonSet of one variant and its containers.
 type nodeSet struct {
-	ds                        *appsv1.DaemonSet
-	spec                      *corev1.PodSpec
-	plugin, registrar, probes *corev1.Container
+	variant string
+	ds      *appsv1.DaemonSet
+	spec    *corev1.PodSpec
+	plugin  *corev1.Container
+	// The sidecars; nil in the builtin-registration variant.
+	registrar, probes *corev1.Container
 }
 
+// sidecars returns the containers other than the plugin.
+func (n nodeSet) sidecars() []*corev1.Container {
+	if n.registrar == nil {
+		return nil
+	}
+	return []*corev1.Container{n.registrar, n.probes}
+}
+
+// builtin tells the builtin-registration variant.
+func (n nodeSet) builtin() bool { return n.registrar == nil }
+
+// The two variants of the node DaemonSet.
+const (
+	sidecarVariant = "sidecars"
+	builtinVariant = "builtin-registration"
+)
+
+// loadNodeSet returns the node DaemonSet of the base (with the registrar and
+// livenessprobe sidecars).
 func loadNodeSet(t *testing.T) nodeSet {
 	t.Helper()
-	ds := only[*appsv1.DaemonSet](t, loadDir(t, baseDir))
+	return nodeSetOf(t, sidecarVariant, loadDir(t, baseDir))
+}
+
+// loadNodeSets returns both variants: the base, and the overlay with the
+// builtin-registration component applied.
+func loadNodeSets(t *testing.T) []nodeSet {
+	t.Helper()
+	return []nodeSet{loadNodeSet(t), nodeSetOf(t, builtinVariant, build(t, builtinOverlayDir))}
+}
+
+func nodeSetOf(t *testing.T, variant string, objs []object) nodeSet {
+	t.Helper()
+	ds := only[*appsv1.DaemonSet](t, objs)
 	spec := &ds.Spec.Template.Spec
-	if len(spec.Containers) != 3 {
-		t.Fatalf("DaemonSet %s: want 3 containers (%s, %s, %s), have %d", ds.Name, pluginName, registrarName, probeName, len(spec.Containers))
+	n := nodeSet{variant: variant, ds: ds, spec: spec}
+	switch variant {
+	case sidecarVariant:
+		if len(spec.Containers) != 3 {
+			t.Fatalf("DaemonSet %s: want 3 containers (%s, %s, %s), have %d", ds.Name, pluginName, registrarName, probeName, len(spec.Containers))
+		}
+		n.registrar = container(t, spec, registrarName)
+		n.probes = container(t, spec, probeName)
+	case builtinVariant:
+		if len(spec.Containers) != 1 {
+			t.Fatalf("DaemonSet %s (%s): want 1 container (%s), have %d", ds.Name, variant, pluginName, len(spec.Containers))
+		}
 	}
-	return nodeSet{
-		ds: ds, spec: spec,
-		plugin:    container(t, spec, pluginName),
-		registrar: container(t, spec, registrarName),
-		probes:    container(t, spec, probeName),
+	n.plugin = container(t, spec, pluginName)
+	return n
+}
+
+// eachNodeSet runs f on each variant in a subtest.
+func eachNodeSet(t *testing.T, f func(t *testing.T, n nodeSet)) {
+	t.Helper()
+	for _, n := range loadNodeSets(t) {
+		t.Run(n.variant, func(t *testing.T) { f(t, n) })
 	}
 }
 
 func TestManifestsDecodeStrictly(t *testing.T) {
+	dirs := map[string][]object{}
 	for _, dir := range manifestDirs {
+		dirs[dir] = nil
+	}
+	dirs[builtinOverlayDir] = nil
+	for dir := range dirs {
 		t.Run(dir, func(t *testing.T) {
-			objs := loadDir(t, dir) // fails on unknown fields, kinds, duplicate keys
+			var objs []object
+			if dir == builtinOverlayDir {
+				objs = build(t, dir) // patches applied, each result decoded strictly
+			} else {
+				objs = loadDir(t, dir) // fails on unknown fields, kinds, duplicate keys
+			}
 			for _, o := range objs {
 				name, ns := objectName(o)
 				if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
@@ -100,7 +159,19 @@ func TestKustomizationsListEveryManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range manifestDirs {
+	checked := append(slices.Clone(manifestDirs), builtinComponentDir, builtinOverlayDir)
+	for _, top := range []string{"components", "overlays"} {
+		dirs, err := filepath.Glob(filepath.Join(top, "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range dirs {
+			if !slices.Contains(checked, filepath.ToSlash(d)) {
+				t.Errorf("%s is not one of the checked directories %v", d, checked)
+			}
+		}
+	}
+	for _, dir := range checked {
 		t.Run(dir, func(t *testing.T) {
 			k := only[*kustomization](t, loadFile(t, filepath.Join(dir, "kustomization.yaml")))
 			var want []string
@@ -109,7 +180,17 @@ func TestKustomizationsListEveryManifest(t *testing.T) {
 					want = append(want, b)
 				}
 			}
-			got := slices.Clone(k.Resources)
+			var got []string
+			for _, r := range k.Resources {
+				if fi, err := os.Stat(filepath.Join(dir, r)); err != nil {
+					t.Errorf("resource %s: %v", r, err)
+				} else if !fi.IsDir() {
+					got = append(got, r)
+				}
+			}
+			for _, p := range k.Patches {
+				got = append(got, p.Path)
+			}
 			slices.Sort(got)
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("%s/kustomization.yaml resources differ from the manifests in the directory (-files +listed):\n%s", dir, diff)
@@ -126,17 +207,28 @@ func TestDriverNameAgrees(t *testing.T) {
 	if got := only[*storagev1.CSIDriver](t, base).Name; got != name {
 		t.Errorf("CSIDriver name %q, the plugin's default driver name is %q", got, name)
 	}
-	n := loadNodeSet(t)
-	if v, ok := flagValue(n.plugin.Args, "driver-name"); ok && v != name {
-		t.Errorf("--driver-name=%s, want %s", v, name)
-	}
-	sock := hostPath(t, n.spec, volumeMount(t, n.plugin, socketVolume(t, n)).Name).Path
-	if path.Base(sock) != name {
-		t.Errorf("socket directory %s is not named for the driver %s", sock, name)
-	}
-	if reg := mustFlag(t, n.registrar, "kubelet-registration-path"); path.Base(path.Dir(reg)) != name {
-		t.Errorf("--kubelet-registration-path=%s is not in the driver's directory %s", reg, name)
-	}
+	eachNodeSet(t, func(t *testing.T, n nodeSet) {
+		if v, ok := flagValue(n.plugin.Args, "driver-name"); ok && v != name {
+			t.Errorf("--driver-name=%s, want %s", v, name)
+		}
+		sock := hostPath(t, n.spec, volumeMount(t, n.plugin, socketVolume(t, n)).Name).Path
+		if path.Base(sock) != name {
+			t.Errorf("socket directory %s is not named for the driver %s", sock, name)
+		}
+		if n.builtin() {
+			if ep := mustFlag(t, n.plugin, "kubelet-registration-endpoint"); path.Base(path.Dir(ep)) != name {
+				t.Errorf("--kubelet-registration-endpoint=%s is not in the driver's directory %s", ep, name)
+			}
+			// kubelet's plugin watcher: <plugin name>[-<suffix>].sock.
+			if reg := mustFlag(t, n.plugin, "kubelet-registration-path"); path.Base(reg) != name+"-reg.sock" {
+				t.Errorf("--kubelet-registration-path=%s, want the name %s-reg.sock", reg, name)
+			}
+			return
+		}
+		if reg := mustFlag(t, n.registrar, "kubelet-registration-path"); path.Base(path.Dir(reg)) != name {
+			t.Errorf("--kubelet-registration-path=%s is not in the driver's directory %s", reg, name)
+		}
+	})
 	ex := loadDir(t, examplesDir)
 	for _, sc := range each[*storagev1.StorageClass](ex) {
 		if sc.Provisioner != name {
@@ -168,8 +260,9 @@ func socketVolume(t *testing.T, n nodeSet) string {
 
 // kubelet, the registrar, livenessprobe and the plugin all name the same
 // socket, each in its own view of the file system.
-func TestSocketPathsAgree(t *testing.T) {
-	n := loadNodeSet(t)
+func TestSocketPathsAgree(t *testing.T) { eachNodeSet(t, testSocketPathsAgree) }
+
+func testSocketPathsAgree(t *testing.T, n nodeSet) {
 	sock := strings.TrimPrefix(mustFlag(t, n.plugin, "endpoint"), "unix://")
 	vol := socketVolume(t, n)
 	hp := hostPath(t, n.spec, vol)
@@ -177,10 +270,37 @@ func TestSocketPathsAgree(t *testing.T) {
 		t.Errorf("socket directory volume %q: type %s, want DirectoryOrCreate (the plugin creates the socket in it)", vol, deref(hp.Type))
 	}
 	hostSock := path.Join(hp.Path, path.Base(sock))
+	kubelet := kubeletDir(t, n)
+	if !strings.HasPrefix(hp.Path, path.Join(kubelet, "plugins")+"/") {
+		t.Errorf("socket directory %s is not under kubelet's plugins directory", hp.Path)
+	}
+	// Every pod volume is mounted somewhere (the variant drops the
+	// registrar's).
+	for _, v := range n.spec.Volumes {
+		if !slices.ContainsFunc(n.spec.Containers, func(c corev1.Container) bool {
+			return slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == v.Name })
+		}) {
+			t.Errorf("volume %s is mounted by no container", v.Name)
+		}
+	}
+
+	if n.builtin() {
+		// The plugin tells kubelet where its socket is on the host, and
+		// serves the registration socket in kubelet's plugins_registry,
+		// which it reaches through its kubelet directory mount (the same
+		// path as on the host).
+		if got := mustFlag(t, n.plugin, "kubelet-registration-endpoint"); got != hostSock {
+			t.Errorf("--kubelet-registration-endpoint=%s, the plugin's socket on the host is %s", got, hostSock)
+		}
+		if got, want := path.Dir(mustFlag(t, n.plugin, "kubelet-registration-path")), path.Join(kubelet, "plugins_registry"); got != want {
+			t.Errorf("--kubelet-registration-path is in %s, want %s", got, want)
+		}
+		return
+	}
 	if got := mustFlag(t, n.registrar, "kubelet-registration-path"); got != hostSock {
 		t.Errorf("registrar --kubelet-registration-path=%s, the plugin's socket on the host is %s", got, hostSock)
 	}
-	for _, c := range []*corev1.Container{n.registrar, n.probes} {
+	for _, c := range n.sidecars() {
 		m := volumeMount(t, c, vol)
 		if got, want := mustFlag(t, c, "csi-address"), path.Join(m.MountPath, path.Base(sock)); got != want {
 			t.Errorf("%s --csi-address=%s, the plugin's socket is %s in this container", c.Name, got, want)
@@ -188,13 +308,9 @@ func TestSocketPathsAgree(t *testing.T) {
 	}
 
 	// The registrar announces the plugin in kubelet's plugins_registry.
-	kubelet := kubeletDir(t, n)
 	reg := mountAt(t, n.registrar, "/registration")
 	if got, want := hostPath(t, n.spec, reg.Name).Path, path.Join(kubelet, "plugins_registry"); got != want {
 		t.Errorf("registration directory is %s, want %s", got, want)
-	}
-	if !strings.HasPrefix(hp.Path, path.Join(kubelet, "plugins")+"/") {
-		t.Errorf("socket directory %s is not under kubelet's plugins directory", hp.Path)
 	}
 }
 
@@ -215,8 +331,9 @@ func kubeletDir(t *testing.T, n nodeSet) string {
 	return dir
 }
 
-func TestKubeletDirIsBidirectional(t *testing.T) {
-	n := loadNodeSet(t)
+func TestKubeletDirIsBidirectional(t *testing.T) { eachNodeSet(t, testKubeletDirIsBidirectional) }
+
+func testKubeletDirIsBidirectional(t *testing.T, n nodeSet) {
 	m := mountAt(t, n.plugin, kubeletDir(t, n))
 	if m.MountPropagation == nil || *m.MountPropagation != corev1.MountPropagationBidirectional {
 		t.Errorf("kubelet directory mount: propagation %s, want Bidirectional (staging and publish mounts must reach the host)", deref(m.MountPropagation))
@@ -224,7 +341,7 @@ func TestKubeletDirIsBidirectional(t *testing.T) {
 	if m.ReadOnly {
 		t.Error("kubelet directory mount is read-only")
 	}
-	for _, c := range []*corev1.Container{n.registrar, n.probes} {
+	for _, c := range n.sidecars() {
 		for _, m := range c.VolumeMounts {
 			if m.MountPropagation != nil && *m.MountPropagation != corev1.MountPropagationNone {
 				t.Errorf("%s: mount %s has propagation %s; only the plugin needs it", c.Name, m.MountPath, *m.MountPropagation)
@@ -234,8 +351,9 @@ func TestKubeletDirIsBidirectional(t *testing.T) {
 }
 
 // The plugin sees the host's kernel interfaces where its flags say.
-func TestHostMounts(t *testing.T) {
-	n := loadNodeSet(t)
+func TestHostMounts(t *testing.T) { eachNodeSet(t, testHostMounts) }
+
+func testHostMounts(t *testing.T, n nodeSet) {
 	for _, tc := range []struct {
 		mountPath, hostPath string
 		readOnly            bool
@@ -272,8 +390,9 @@ func TestHostMounts(t *testing.T) {
 	}
 }
 
-func TestPrivilegesAndPlacement(t *testing.T) {
-	n := loadNodeSet(t)
+func TestPrivilegesAndPlacement(t *testing.T) { eachNodeSet(t, testPrivilegesAndPlacement) }
+
+func testPrivilegesAndPlacement(t *testing.T, n nodeSet) {
 	s := n.spec
 	if !s.HostNetwork {
 		t.Error("hostNetwork is not set: NVMe/TCP connections would belong to the pod's network namespace")
@@ -304,7 +423,7 @@ func TestPrivilegesAndPlacement(t *testing.T) {
 	} else if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Add, "SYS_ADMIN") {
 		t.Error("the plugin container does not add SYS_ADMIN")
 	}
-	for _, c := range []*corev1.Container{n.registrar, n.probes} {
+	for _, c := range n.sidecars() {
 		sc := c.SecurityContext
 		if sc == nil || (sc.Privileged != nil && *sc.Privileged) {
 			t.Errorf("%s: sidecars need no privileges", c.Name)
@@ -343,14 +462,22 @@ func TestPrivilegesAndPlacement(t *testing.T) {
 	}
 }
 
-// The plugin talks to no API objects: no token, no RBAC, and a dedicated
-// service account.
+// The node plugin talks to no API objects: no token, no RBAC binding, and
+// a dedicated service account (the controller's is another).
 func TestNoAPIAccess(t *testing.T) {
 	base := loadDir(t, baseDir)
 	n := loadNodeSet(t)
-	sa := only[*corev1.ServiceAccount](t, base)
-	if n.spec.ServiceAccountName != sa.Name {
-		t.Errorf("serviceAccountName %q, the manifests define %q", n.spec.ServiceAccountName, sa.Name)
+	var sa *corev1.ServiceAccount
+	for _, s := range each[*corev1.ServiceAccount](base) {
+		if s.Name == n.spec.ServiceAccountName {
+			sa = s
+		}
+	}
+	if sa == nil {
+		t.Fatalf("serviceAccountName %q is not defined in the manifests", n.spec.ServiceAccountName)
+	}
+	if c := loadControllerSet(t); c.spec.ServiceAccountName == sa.Name {
+		t.Errorf("the node plugin and the controller share ServiceAccount %s; the node's must have no RBAC", sa.Name)
 	}
 	if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
 		t.Error("ServiceAccount: automountServiceAccountToken is not false")
@@ -359,9 +486,17 @@ func TestNoAPIAccess(t *testing.T) {
 		t.Error("pod: automountServiceAccountToken is not false")
 	}
 	for _, dir := range manifestDirs {
-		for _, o := range loadDir(t, dir) {
-			if o.meta.APIVersion == "rbac.authorization.k8s.io/v1" {
-				t.Errorf("%s: the node plugin needs no RBAC", o)
+		objs := loadDir(t, dir)
+		var subjects []rbacv1.Subject
+		for _, b := range each[*rbacv1.ClusterRoleBinding](objs) {
+			subjects = append(subjects, b.Subjects...)
+		}
+		for _, b := range each[*rbacv1.RoleBinding](objs) {
+			subjects = append(subjects, b.Subjects...)
+		}
+		for _, s := range subjects {
+			if s.Kind == "ServiceAccount" && s.Name == sa.Name {
+				t.Errorf("%s: a binding names the node plugin's ServiceAccount %s; the node plugin needs no RBAC", dir, sa.Name)
 			}
 		}
 	}
@@ -377,7 +512,7 @@ func TestNamespace(t *testing.T) {
 	for _, o := range append(base, loadDir(t, monitoringDir)...) {
 		name, got := objectName(o)
 		switch o.obj.(type) {
-		case *corev1.Namespace, *storagev1.CSIDriver:
+		case *corev1.Namespace, *storagev1.CSIDriver, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding:
 			if got != "" {
 				t.Errorf("%s %s: cluster-scoped, has namespace %q", o, name, got)
 			}
@@ -397,22 +532,34 @@ func TestNamespace(t *testing.T) {
 
 // The ports on the node (hostNetwork) agree between the flags, the container
 // ports, the probes, the Service and the PodMonitor, and do not collide.
-func TestPortsAgree(t *testing.T) {
-	n := loadNodeSet(t)
+func TestPortsAgree(t *testing.T) { eachNodeSet(t, testPortsAgree) }
+
+func testPortsAgree(t *testing.T, n nodeSet) {
 	metrics := addrPort(t, mustFlag(t, n.plugin, "metrics-address"))
 	if got := containerPort(t, n.plugin, "metrics"); got != metrics {
 		t.Errorf("containerPort metrics %d, --metrics-address port %d", got, metrics)
 	}
-	health, err := strconv.ParseInt(mustFlag(t, n.probes, "health-port"), 10, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := containerPort(t, n.plugin, "healthz"); got != int32(health) {
-		t.Errorf("the plugin's healthz containerPort %d, livenessprobe --health-port %d", got, health)
-	}
-	registrar := addrPort(t, mustFlag(t, n.registrar, "http-endpoint"))
-	if got := containerPort(t, n.registrar, "registrar"); got != registrar {
-		t.Errorf("registrar containerPort %d, --http-endpoint port %d", got, registrar)
+	// Where the plugin's liveness is asked: livenessprobe's port, or the
+	// plugin's own /healthz on the metrics port.
+	health := metrics
+	var registrar int32
+	if n.builtin() {
+		if len(n.plugin.Ports) != 1 {
+			t.Errorf("the plugin declares ports %v; without sidecars only metrics is served", n.plugin.Ports)
+		}
+	} else {
+		h, err := strconv.ParseInt(mustFlag(t, n.probes, "health-port"), 10, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		health = int32(h)
+		if got := containerPort(t, n.plugin, "healthz"); got != health {
+			t.Errorf("the plugin's healthz containerPort %d, livenessprobe --health-port %d", got, health)
+		}
+		registrar = addrPort(t, mustFlag(t, n.registrar, "http-endpoint"))
+		if got := containerPort(t, n.registrar, "registrar"); got != registrar {
+			t.Errorf("registrar containerPort %d, --http-endpoint port %d", got, registrar)
+		}
 	}
 
 	// Probes.
@@ -434,10 +581,12 @@ func TestPortsAgree(t *testing.T) {
 			t.Errorf("%s %s: port %s (%d), want %d", c.Name, what, port.String(), got, wantPort)
 		}
 	}
-	checkProbe(n.plugin, "livenessProbe", n.plugin.LivenessProbe, "/healthz", int32(health))
-	checkProbe(n.plugin, "startupProbe", n.plugin.StartupProbe, "/healthz", int32(health))
+	checkProbe(n.plugin, "livenessProbe", n.plugin.LivenessProbe, "/healthz", health)
+	checkProbe(n.plugin, "startupProbe", n.plugin.StartupProbe, "/healthz", health)
 	checkProbe(n.plugin, "readinessProbe", n.plugin.ReadinessProbe, "/readyz", metrics)
-	checkProbe(n.registrar, "livenessProbe", n.registrar.LivenessProbe, "/healthz", registrar)
+	if n.registrar != nil {
+		checkProbe(n.registrar, "livenessProbe", n.registrar.LivenessProbe, "/healthz", registrar)
+	}
 
 	// Every declared port is a host port: none may repeat, names are valid.
 	seen := map[int32]string{}
@@ -472,10 +621,7 @@ func TestPortsAgree(t *testing.T) {
 	if sp.Port != metrics || target != metrics {
 		t.Errorf("Service port %d -> %s, want %d -> %d", sp.Port, sp.TargetPort.String(), metrics, metrics)
 	}
-	pm := only[*podMonitor](t, loadDir(t, monitoringDir))
-	if diff := cmp.Diff(n.ds.Spec.Selector.MatchLabels, pm.Spec.Selector.MatchLabels); diff != "" {
-		t.Errorf("PodMonitor selector differs from the DaemonSet's (-daemonset +podmonitor):\n%s", diff)
-	}
+	pm := podMonitorSelecting(t, loadDir(t, monitoringDir), n.ds.Spec.Selector.MatchLabels)
 	for k, v := range pm.Spec.Selector.MatchLabels {
 		if n.ds.Spec.Template.Labels[k] != v {
 			t.Errorf("PodMonitor selects %s=%s, the pods do not carry it", k, v)
@@ -504,6 +650,8 @@ func TestImagesPinned(t *testing.T) {
 			switch v := o.obj.(type) {
 			case *appsv1.DaemonSet:
 				spec = &v.Spec.Template.Spec
+			case *appsv1.Deployment:
+				spec = &v.Spec.Template.Spec
 			case *corev1.Pod:
 				spec = &v.Spec
 			default:
@@ -525,7 +673,10 @@ func TestImagesPinned(t *testing.T) {
 // (main.go is parsed, not run).
 func TestPluginFlagsExist(t *testing.T) {
 	defined := mainFlags(t)
-	n := loadNodeSet(t)
+	eachNodeSet(t, func(t *testing.T, n nodeSet) { checkPluginFlags(t, n, defined) })
+}
+
+func checkPluginFlags(t *testing.T, n nodeSet, defined map[string]bool) {
 	if len(n.plugin.Command) > 0 {
 		t.Errorf("the plugin container overrides the image's ENTRYPOINT: %q", n.plugin.Command)
 	}
@@ -615,7 +766,7 @@ func TestCSIDriver(t *testing.T) {
 			t.Errorf("%s: %s, want %v", what, deref(got), want)
 		}
 	}
-	check("attachRequired", s.AttachRequired, false)
+	check("attachRequired", s.AttachRequired, true)
 	check("podInfoOnMount", s.PodInfoOnMount, false)
 	check("requiresRepublish", s.RequiresRepublish, false)
 	if diff := cmp.Diff([]storagev1.VolumeLifecycleMode{storagev1.VolumeLifecyclePersistent}, s.VolumeLifecycleModes); diff != "" {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/netip"
 	"strconv"
 	"sync"
 	"syscall"
@@ -51,9 +50,6 @@ func NewClient(devicePath string, sys ControllerSource) *Client {
 		release: kernelRelease,
 	}
 }
-
-// DevicePath returns the fabrics device path the client writes to.
-func (c *Client) DevicePath() string { return c.path }
 
 // SupportedOptions returns the options the running kernel lists when a fresh
 // descriptor of the fabrics device is read. The first successful probe is
@@ -197,14 +193,8 @@ func (o *Options) checkSupported(set OptionSet, path, release string) error {
 
 // describe names the target of a connect for errors, without secrets.
 func describe(o *Options) string {
-	port := uint16(cmp.Or(o.Trsvcid, DefaultPort))
-	addr := o.Traddr
-	if a, err := netip.ParseAddr(o.Traddr); err == nil {
-		addr = netip.AddrPortFrom(a, port).String()
-	} else {
-		addr += ":" + strconv.Itoa(int(port))
-	}
-	return cmp.Or(o.Transport, DefaultTransport) + " " + addr + " " + o.NQN
+	port := strconv.Itoa(cmp.Or(o.Trsvcid, DefaultPort))
+	return cmp.Or(o.Transport, DefaultTransport) + " " + HostPort(o.Traddr, port) + " " + o.NQN
 }
 
 // errnoOf returns the errno err wraps, or 0.

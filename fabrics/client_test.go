@@ -32,11 +32,11 @@ func TestConnect(t *testing.T) {
 }
 
 func TestNewClientDefaults(t *testing.T) {
-	if got := NewClient("", nil).DevicePath(); got != DefaultDevicePath {
-		t.Errorf("DevicePath() = %q, want %q", got, DefaultDevicePath)
+	if got := NewClient("", nil).path; got != DefaultDevicePath {
+		t.Errorf("path = %q, want %q", got, DefaultDevicePath)
 	}
-	if got := NewClient("/tmp/x", nil).DevicePath(); got != "/tmp/x" {
-		t.Errorf("DevicePath() = %q", got)
+	if got := NewClient("/tmp/x", nil).path; got != "/tmp/x" {
+		t.Errorf("path = %q", got)
 	}
 }
 

@@ -40,8 +40,9 @@ func openErrorKind(errno syscall.Errno) error {
 	return nil
 }
 
-// writeErrorKind maps an errno from the connect write (KERNEL.md, "write()
-// errors") to its sentinel, or nil.
+// writeErrorKind maps an errno from the connect write to its sentinel, or
+// nil. The lab pins each row on real kernels (e2e/kerneltest/fabrics_test.go,
+// TestErrno* and TestKernelEINVAL).
 func writeErrorKind(errno syscall.Errno) error {
 	switch errno {
 	case syscall.EALREADY:

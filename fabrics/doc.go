@@ -1,6 +1,7 @@
 // Package fabrics is the contract with the Linux NVMe over Fabrics host
 // driver: it creates NVMe/TCP controllers by writing an option string to
-// /dev/nvme-fabrics (no nvme-cli), and deletes or retunes them through sysfs.
+// /dev/nvme-fabrics (no nvme-cli), and deletes, retunes or rescans them
+// through sysfs (Disconnect, UpdateTimeouts, Rescan).
 //
 // # Options
 //
@@ -24,7 +25,11 @@
 // cannot be interrupted: the kernel blocks until the transport gives up
 // (about 10 s for a target that never answers), and serialises all connects.
 // When the kernel answers EALREADY, Connect returns the existing identical
-// controller from sysfs with Adopted set.
+// controller from sysfs with Adopted set. "Identical" is Options.Matches,
+// the kernel's own rule (subsystem, host NQN and host ID, and the address
+// strings as written), which the daemon's registry uses too. CanonicalIP and
+// HostPort are the one spelling of addresses across the module, and
+// UUIDNQNPrefix the one uuid-NQN prefix.
 //
 // # Errors
 //
@@ -49,7 +54,8 @@
 //   - ErrFabricsUnavailable: the device cannot be opened because it does not
 //     exist (ENOENT, ENODEV, ENXIO): the module is not loaded.
 //   - ErrControllerGone: Disconnect or UpdateTimeouts of a controller that
-//     does not exist. For Disconnect callers treat it as success.
+//     does not exist, Rescan of a disk that does not exist or whose
+//     controllers are all gone. For Disconnect callers treat it as success.
 //   - ErrUnexpectedReply: the kernel's reply could not be parsed.
 //   - ErrUnsupportedPlatform: not Linux.
 //

@@ -15,8 +15,9 @@ import (
 	"github.com/srvlab/rds-csi/sysfs"
 )
 
-// Option lists read from /dev/nvme-fabrics on the measured kernels
-// (KERNEL.md).
+// Option lists read from /dev/nvme-fabrics on the lab's 6.12 and 6.1 kernels
+// (e2e/kerneltest/fabrics_test.go, TestSupportedOptions, checks the options
+// that matter on both).
 const (
 	probe612 = "instance=-1,cntlid=-1,transport=%s,traddr=%s,trsvcid=%s,nqn=%s,queue_size=%d,nr_io_queues=%d," +
 		"reconnect_delay=%d,ctrl_loss_tmo=%d,keep_alive_tmo=%d,hostnqn=%s,host_traddr=%s,host_iface=%s," +
@@ -171,6 +172,7 @@ func (f *fakeFile) Close() error { return nil }
 type fakeSys struct {
 	mu       sync.Mutex
 	ctrls    []sysfs.Controller
+	disks    map[string][]string // DiskControllers answers
 	listErr  error
 	writeErr map[string]error // by attribute
 	writes   []string
@@ -207,6 +209,16 @@ func (s *fakeSys) WriteControllerAttr(name, attr, value string) error {
 	}
 	s.writes = append(s.writes, name+" "+attr+"="+value)
 	return nil
+}
+
+func (s *fakeSys) DiskControllers(disk string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctrls, ok := s.disks[disk]
+	if !ok {
+		return nil, fmt.Errorf("sysfs: disk %s: %w", disk, sysfs.ErrNotExist)
+	}
+	return slices.Clone(ctrls), nil
 }
 
 func (s *fakeSys) written() []string {

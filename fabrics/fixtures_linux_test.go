@@ -61,8 +61,14 @@ func TestAdoptFromFixtures(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				cntlid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-				instance, _ := strconv.Atoi(strings.TrimPrefix(tt.want, "nvme"))
+				cntlid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+				if err != nil {
+					t.Fatalf("cntlid of %s: %v", tt.want, err)
+				}
+				instance, err := strconv.Atoi(strings.TrimPrefix(tt.want, "nvme"))
+				if err != nil {
+					t.Fatalf("instance of %s: %v", tt.want, err)
+				}
 				want := Controller{Name: tt.want, Instance: instance, CntlID: cntlid, Adopted: true}
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("Connect (-want +got):\n%s", diff)

@@ -210,7 +210,7 @@ func FuzzValidateNQN(f *testing.F) {
 			}
 		}
 		want := s != "" && safe && nqnOracle.MatchString(s)
-		if u, ok := strings.CutPrefix(s, uuidNQNPrefix); ok && !uuidOracle.MatchString(u) {
+		if u, ok := strings.CutPrefix(s, UUIDNQNPrefix); ok && !uuidOracle.MatchString(u) {
 			want = false
 		}
 		if (err == nil) != want {

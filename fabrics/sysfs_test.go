@@ -60,6 +60,14 @@ func TestFindExisting(t *testing.T) {
 			[]sysfs.Controller{with(0, func(c *sysfs.Controller) { c.Address.HostIface = "eth1" })}, "nvme0"},
 		{"host_iface different", func(o *Options) { o.HostIface = "eth1" },
 			[]sysfs.Controller{with(0, func(c *sysfs.Controller) { c.Address.HostIface = "eth2" })}, ""},
+		// The kernel compares the strings it was given (nvmf_ip_options_match):
+		// these are other controllers to it, whatever the addresses mean.
+		{"port with a leading zero in sysfs", nil, []sysfs.Controller{with(0, func(c *sysfs.Controller) { c.Address.Trsvcid = "04420" })}, ""},
+		{"ipv4-mapped traddr in sysfs", nil, []sysfs.Controller{with(0, func(c *sysfs.Controller) { c.Address.Traddr = "::ffff:192.0.2.10" })}, ""},
+		{"non-canonical traddr in sysfs", func(o *Options) { o.Traddr = "fd00::10" }, []sysfs.Controller{with(0, func(c *sysfs.Controller) { c.Address.Traddr = "fd00:0::10" })}, ""},
+		{"non-canonical host_traddr in sysfs", func(o *Options) { o.HostTraddr = "fd00::20" }, []sysfs.Controller{with(0, func(c *sysfs.Controller) { c.Address.HostTraddr = "fd00:0::20" })}, ""},
+		{"hostid not given matches any", nil, []sysfs.Controller{with(0, func(c *sysfs.Controller) { c.HostID = "00000000-0000-4000-8000-000000000001" })}, "nvme0"},
+		{"hostid given, controller has none", func(o *Options) { o.HostID = testHostID }, []sysfs.Controller{with(0, func(c *sysfs.Controller) { c.HostID = "" })}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,5 +240,52 @@ func TestUpdateTimeoutsErrorNamesProgress(t *testing.T) {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("message %q does not contain %q", err, s)
 		}
+	}
+}
+
+func TestRescan(t *testing.T) {
+	enoent := &fs.PathError{Op: "open", Path: "/sys/class/nvme/nvme1/rescan_controller", Err: syscall.ENOENT}
+	eio := &fs.PathError{Op: "write", Path: "/sys/class/nvme/nvme1/rescan_controller", Err: syscall.EIO}
+	two := map[string][]string{"nvme0n1": {"nvme0", "nvme1"}}
+	tests := []struct {
+		name    string
+		sys     *fakeSys
+		want    error // nil, or a sentinel
+		wantAny bool  // some error, not one of the sentinels
+		writes  []string
+	}{
+		{"every path", &fakeSys{ctrls: []sysfs.Controller{liveCtrl(0), liveCtrl(1)}, disks: two}, nil, false,
+			[]string{"nvme0 rescan_controller=1", "nvme1 rescan_controller=1"}},
+		{"one path gone", &fakeSys{ctrls: []sysfs.Controller{liveCtrl(1)}, disks: two}, nil, false,
+			[]string{"nvme1 rescan_controller=1"}},
+		{"no such disk", &fakeSys{ctrls: []sysfs.Controller{liveCtrl(0)}}, ErrControllerGone, false, nil},
+		{"every path gone", &fakeSys{disks: two}, ErrControllerGone, false, nil},
+		{"gone as ENOENT", &fakeSys{ctrls: []sysfs.Controller{liveCtrl(0), liveCtrl(1)}, disks: two,
+			writeErr: map[string]error{"rescan_controller": enoent}}, ErrControllerGone, false, nil},
+		{"write fails", &fakeSys{ctrls: []sysfs.Controller{liveCtrl(0), liveCtrl(1)}, disks: two,
+			writeErr: map[string]error{"rescan_controller": eio}}, nil, true, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := newTestClient(newFakeDevice(), tt.sys).Rescan("nvme0n1")
+			switch {
+			case tt.want != nil:
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("Rescan = %v, want %v", err, tt.want)
+				}
+			case tt.wantAny:
+				if err == nil || errors.Is(err, ErrControllerGone) || !errors.Is(err, syscall.EIO) {
+					t.Fatalf("Rescan = %v, want the EIO of the writes", err)
+				}
+			case err != nil:
+				t.Fatalf("Rescan = %v", err)
+			}
+			if diff := cmp.Diff(tt.writes, tt.sys.written()); diff != "" {
+				t.Errorf("writes (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if err := NewClient("", nil).Rescan("nvme0n1"); err == nil {
+		t.Error("Rescan without a sysfs source succeeded")
 	}
 }

@@ -187,25 +187,6 @@ func checkIP(field, v string, required bool) *OptionError {
 	return nil
 }
 
-// canonicalIP returns the canonical spelling of a valid IP literal, or v
-// unchanged.
-func canonicalIP(v string) string {
-	if a, err := netip.ParseAddr(v); err == nil {
-		return a.String()
-	}
-	return v
-}
-
-// sameIP compares two IP literals canonically ("::1" equals "0::1").
-func sameIP(a, b string) bool {
-	x, err1 := netip.ParseAddr(a)
-	y, err2 := netip.ParseAddr(b)
-	if err1 != nil || err2 != nil {
-		return a == b
-	}
-	return x.Unmap() == y.Unmap() && x.Zone() == y.Zone()
-}
-
 func checkPort(p int) *OptionError {
 	if p == 0 || (p >= 1 && p <= 65535) {
 		return nil
@@ -246,8 +227,6 @@ func checkNQN(field, v string, required bool) *OptionError {
 	return nil
 }
 
-const uuidNQNPrefix = "nqn.2014-08.org.nvmexpress:uuid:"
-
 // nqnProblem returns why s (at most MaxNQNLen bytes, safe characters) is
 // not a valid NQN, or "".
 func nqnProblem(s string) string {
@@ -269,8 +248,8 @@ func nqnProblem(s string) string {
 	if hasUser && user == "" {
 		return "the string after ':' must not be empty"
 	}
-	if u, ok := strings.CutPrefix(s, uuidNQNPrefix); ok && !IsUUID(u) {
-		return `"` + uuidNQNPrefix + `" must be followed by a UUID`
+	if u, ok := strings.CutPrefix(s, UUIDNQNPrefix); ok && !IsUUID(u) {
+		return `"` + UUIDNQNPrefix + `" must be followed by a UUID`
 	}
 	return ""
 }
@@ -395,17 +374,6 @@ func secretProblem(s string) string {
 		return "the CRC-32 does not match the key"
 	}
 	return ""
-}
-
-// controllerName checks a controller name "nvmeN" and returns N.
-func controllerName(name string) (int, error) {
-	digits, ok := strings.CutPrefix(name, "nvme")
-	if ok {
-		if n, ok := parseDecimal(digits, math.MaxInt32); ok {
-			return n, nil
-		}
-	}
-	return 0, invalid("controller", name, `a controller name "nvme<N>"`)
 }
 
 // parseDecimal parses a non-negative decimal number without sign or leading

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"net/netip"
 	"runtime"
 	"time"
 
@@ -55,6 +54,10 @@ var (
 		"Effective ctrl_loss_tmo: how long the kernel keeps reconnecting before it removes the controller; -1 means forever. Fabrics controllers only.")
 	descReconnectDelay = ctrlDesc("reconnect_delay_seconds",
 		"Effective reconnect_delay: the pause between reconnect attempts. Fabrics controllers only.")
+	descSpread = ctrlDesc("reconnect_spread_seconds",
+		"This controller's reconnect spread: the seconds added to the volume's reconnectDelay (a deterministic offset in 0..reconnectSpread), so that controllers do not retry in lockstep after a common loss. Only for controllers an Attach of this daemon process set up.")
+	descSpreadCost = ctrlDesc("reconnect_spread_cost_seconds",
+		"What the spread costs: the average extra time to recover after a target restart (half the offset; at most the offset). Only for controllers an Attach of this daemon process set up.")
 	descKATO = ctrlDesc("keep_alive_timeout_seconds",
 		"Effective keep-alive timeout (kato). Fabrics controllers only.")
 	descFastIOFail = ctrlDesc("fast_io_fail_timeout_seconds",
@@ -69,9 +72,13 @@ var (
 		"How long an owned controller has backed no volume (the orphan grace clock); 0 when referenced or not owned.")
 
 	descControllers = desc("", "controllers",
-		"Controllers in the daemon's registry, by whether this driver owns them (created or adopted them).", "owned")
+		"Controllers in the daemon's registry, by whether this driver owns them (created them; the others are borrowed: used, never disconnected).", "owned")
 	descVolumesStaged = desc("volumes", "staged",
 		"Volumes staged on this node (including volumes recovered from the mount table).")
+	descVolumePaths = desc("volume", "paths",
+		"Target addresses (paths) a staged volume names: 1, or the length of its nvmeAddresses.", "volume")
+	descVolumeLivePaths = desc("volume", "live_paths",
+		"Live controllers of a staged volume's subsystem (its live paths); below rds_csi_volume_paths while a path is down, not yet connected, or native multipath is off.", "volume")
 
 	descConnectAttempts = desc("connect", "attempts_total",
 		"Connect writes to /dev/nvme-fabrics, by result (success, failure); retries count separately.", "result")
@@ -97,6 +104,8 @@ var (
 		"1 while the kernel log (/dev/kmsg) trigger runs: controller faults are seen within milliseconds; 0 when the daemon relies on uevents and polling (disabled, no CAP_SYSLOG, no device, or the reader failed).")
 	descKmsgRecords = desc("kmsg", "records_total",
 		"Kernel log records about a known NVMe controller; each triggered a re-read of its state.")
+	descKmsgTargetRejected = desc("kmsg", "target_rejected_total",
+		"Kernel log records saying a target refused this host at a (re)connect of a known controller (target fencing after the volume moved to another node, or an allow list without this host's NQN).")
 	descKmsgGaps = desc("kmsg", "gaps_total",
 		"Kernel log sequence gaps (records overwritten before they were read); each forced a full re-read of sysfs.")
 
@@ -124,12 +133,12 @@ var _ prometheus.Collector = (*Collector)(nil)
 // Describe sends every descriptor the Collector uses.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descCtrlInfo, descCtrlState, descCtrlLossTmo, descReconnectDelay, descKATO, descFastIOFail,
+		descCtrlInfo, descCtrlState, descCtrlLossTmo, descReconnectDelay, descSpread, descSpreadCost, descKATO, descFastIOFail,
 		descCtrlReconnects, descCtrlAttempt, descCtrlNotLive, descCtrlOrphaned,
-		descControllers, descVolumesStaged,
+		descControllers, descVolumesStaged, descVolumePaths, descVolumeLivePaths,
 		descConnectAttempts, descConnectErrors, descReconnects, descOrphansFound, descOrphansDisconnected,
 		descUEvents, descUEventOverflows, descResyncs, descPolls, descStateWriteErrors,
-		descKmsgActive, descKmsgRecords, descKmsgGaps,
+		descKmsgActive, descKmsgRecords, descKmsgGaps, descKmsgTargetRejected,
 		descBuildInfo,
 	} {
 		ch <- d
@@ -156,6 +165,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, v := range s.Volumes {
 		if v.State == daemon.VolumeStaged {
 			staged++
+			gauge(ch, descVolumePaths, float64(v.Paths), v.ID)
+			gauge(ch, descVolumeLivePaths, float64(v.LivePaths), v.ID)
 		}
 	}
 	gauge(ch, descVolumesStaged, float64(staged))
@@ -166,7 +177,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 // collectController sends the series of one controller.
 func collectController(ch chan<- prometheus.Metric, ci *daemon.ControllerInfo, now time.Time) {
-	traddr := canonicalAddr(ci.Traddr)
+	traddr := fabrics.CanonicalIP(ci.Traddr)
 	id := []string{ci.Name, ci.SubsysNQN, traddr, ci.Trsvcid}
 	withID := func(extra ...string) []string { return append(append([]string(nil), id...), extra...) }
 
@@ -184,6 +195,10 @@ func collectController(ch chan<- prometheus.Metric, ci *daemon.ControllerInfo, n
 	if isFabrics(ci.Transport) {
 		gauge(ch, descCtrlLossTmo, float64(ci.CtrlLossTmo), id...)
 		gauge(ch, descReconnectDelay, float64(ci.ReconnectDelay), id...)
+		if ci.Spread.Known() {
+			gauge(ch, descSpread, float64(ci.Spread.Offset), id...)
+			gauge(ch, descSpreadCost, ci.Spread.AvgCost(), id...)
+		}
 		gauge(ch, descKATO, float64(ci.KATO), id...)
 		gauge(ch, descFastIOFail, float64(ci.FastIOFailTmo), id...)
 	}
@@ -226,6 +241,7 @@ func collectCounters(ch chan<- prometheus.Metric, k *daemon.Counters) {
 	gauge(ch, descKmsgActive, active)
 	counter(ch, descKmsgRecords, float64(k.KmsgRecords))
 	counter(ch, descKmsgGaps, float64(k.KmsgGaps))
+	counter(ch, descKmsgTargetRejected, float64(k.TargetRejected))
 }
 
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
@@ -250,16 +266,6 @@ func stateLabel(s sysfs.State) string {
 // isFabrics reports whether a transport has the fabrics timeouts (every
 // transport but PCIe, whose controllers have none).
 func isFabrics(transport string) bool { return transport != "pcie" }
-
-// canonicalAddr returns an IP literal in its canonical form ("fd00::5" for
-// "fd00:0:0::5"), so that series of one target reported by many nodes
-// aggregate; anything else is returned as it is.
-func canonicalAddr(s string) string {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.String()
-	}
-	return s
-}
 
 // secondsSince is now-t in seconds, 0 for a zero t or a t after now.
 func secondsSince(now, t time.Time) float64 {

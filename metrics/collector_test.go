@@ -281,22 +281,6 @@ func TestFabricsOnlyTimeouts(t *testing.T) {
 	}
 }
 
-func TestCanonicalAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"10.0.0.5":        "10.0.0.5",
-		"fd00:0:0::5":     "fd00::5",
-		"FD00::5":         "fd00::5",
-		"fe80::1%eth0":    "fe80::1%eth0",
-		"::ffff:10.0.0.5": "::ffff:10.0.0.5",
-		"target.example":  "target.example",
-		"":                "",
-	} {
-		if got := canonicalAddr(in); got != want {
-			t.Errorf("canonicalAddr(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestScrapeReadsSnapshotOnce: one scrape is one registry copy.
 func TestScrapeReadsSnapshotOnce(t *testing.T) {
 	src := &fakeSource{snap: populatedSnapshot()}

@@ -43,6 +43,12 @@ func gatherExported(t *testing.T) exported {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// and the controller's (--mode=controller) families
+	cmfs, err := populatedRouterOSRegistry(t).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs = append(mfs, cmfs...)
 	e := exported{series: map[string][]string{}, family: map[string]string{}}
 	for _, mf := range mfs {
 		name := mf.GetName()

@@ -12,7 +12,7 @@
 //
 // Every name starts with the namespace rds_csi, carries its unit (_seconds)
 // and counters end in _total. Per-controller series carry the labels
-// controller, subsysnqn, traddr and trsvcid (traddr in canonical IP form,
+// controller, subsysnqn, traddr and trsvcid (traddr in fabrics.CanonicalIP form,
 // so that series of one target from many nodes aggregate); their values come
 // only from the controllers in the registry, so the number of series follows
 // the number of controllers on the node. Every other label is a fixed enum
@@ -23,6 +23,15 @@
 // Controller state is a state set: rds_csi_controller_state has one series
 // per state of sysfs.States() (a state the kernel reports that package sysfs
 // does not know is "unknown"), 1 for the current state and 0 for the others.
+//
+// # The controller
+//
+// In --mode=controller a RouterOS (NewControllerRegistry) counts what the
+// controller does with its RDS: commands by verb and result
+// (routeros.ErrorClass), their durations, SSH connections, connection
+// failures, waits for a session, and rds_csi_routeros_up. For(addr) gives
+// the observer of one RDS, labelled rds=addr: its Command method is the
+// routeros.Observer of the Client, and it is the SSHConfig's Events.
 //
 // # Wiring
 //

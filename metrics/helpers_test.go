@@ -58,8 +58,9 @@ func populatedSnapshot() daemon.Snapshot {
 			{
 				Name: "nvme0", SubsysNQN: nqnA, Traddr: "10.0.0.5", Trsvcid: "4420", Transport: "tcp",
 				HostNQN: hostNQN, CntrlType: "io", State: sysfs.StateLive, StateRaw: "live",
-				Since: taken.Add(-time.Hour), Reconnects: 2, CtrlLossTmo: -1, ReconnectDelay: 5, KATO: 5,
+				Since: taken.Add(-time.Hour), Reconnects: 2, CtrlLossTmo: -1, ReconnectDelay: 8, KATO: 5,
 				FastIOFailTmo: -1, Owned: true, Referenced: true,
+				Spread: daemon.Spread{Base: 5, Bound: 4, Offset: 3},
 			},
 			{
 				Name: "nvme1", SubsysNQN: nqnB, Traddr: "fd00:0:0::5", Trsvcid: "4420", Transport: "tcp",
@@ -85,9 +86,9 @@ func populatedSnapshot() daemon.Snapshot {
 			},
 		},
 		Volumes: []daemon.VolumeInfo{
-			{ID: "pvc-0f0c5e61", State: daemon.VolumeStaged, SubsysNQN: nqnA, Controllers: []string{"nvme0"}},
-			{ID: "pvc-7d1e2a90", State: daemon.VolumeStaged, SubsysNQN: nqnB, Controllers: []string{"nvme1"}},
-			{ID: "mount:/var/lib/kubelet/plugins/x/globalmount", State: daemon.VolumeStaged, Recovered: true},
+			{ID: "pvc-0f0c5e61", State: daemon.VolumeStaged, SubsysNQN: nqnA, Controllers: []string{"nvme0"}, Paths: 2, LivePaths: 1},
+			{ID: "pvc-7d1e2a90", State: daemon.VolumeStaged, SubsysNQN: nqnB, Controllers: []string{"nvme1"}, Paths: 1, LivePaths: 1},
+			{ID: "mount:/var/lib/kubelet/plugins/x/globalmount", State: daemon.VolumeStaged, Recovered: true, Paths: 1},
 			{ID: "pvc-attaching", State: daemon.VolumeAttaching},
 			{ID: "pvc-failed", State: daemon.VolumeFailed, FailureReason: "TargetUnreachable"},
 		},
@@ -96,7 +97,7 @@ func populatedSnapshot() daemon.Snapshot {
 			OrphansFound: 3, OrphansDisconnected: 1, StateWriteErrors: 0,
 			ConnectSuccesses: 5, ConnectFailures: 9, ConnectErrors: errs,
 			ConnectDuration: 3 * time.Second,
-			KmsgActive:      true, KmsgRecords: 57, KmsgGaps: 1,
+			KmsgActive:      true, KmsgRecords: 57, KmsgGaps: 1, TargetRejected: 3,
 		},
 	}
 }

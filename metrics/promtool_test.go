@@ -69,6 +69,13 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	}
 }
 
+// TestPromtoolCheckControllerMetrics lints what --mode=controller serves.
+func TestPromtoolCheckControllerMetrics(t *testing.T) {
+	m := NewRouterOS()
+	feedRouterOS(m.For(testRDS))
+	runPromtool(t, ".", exposition(t, NewControllerRegistry(m, "v1.2.3")), "check", "metrics")
+}
+
 // TestPromtoolRules checks the alert rules and runs their unit tests.
 func TestPromtoolRules(t *testing.T) {
 	runPromtool(t, monitoringDir, "", "check", "rules", "alerts.yaml")

@@ -29,8 +29,9 @@ func NewRegistry(src Source, obs *Observer, version string) *prometheus.Registry
 
 // HealthFuncs answer the probes.
 type HealthFuncs struct {
-	// Alive answers /healthz: nil while the event loop makes progress (see
-	// LoopProgress). A nil func means always alive.
+	// Alive answers /healthz: nil while the plugin is alive (the event loop
+	// makes progress, see LoopProgress; main adds that its sockets answer).
+	// A nil func means always alive.
 	Alive func() error
 	// Ready answers /readyz: true once the first reconcile has finished
 	// ((*daemon.Daemon).Ready). A nil func means always ready.

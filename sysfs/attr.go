@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -82,15 +83,6 @@ func parseTimeout(b []byte) (int, error) {
 		return -1, nil
 	}
 	return parseInt(b)
-}
-
-// formatTimeout is the kernel's spelling of a timeout: "off" for any
-// negative value (the kernel stores every negative value as -1).
-func formatTimeout(v int) string {
-	if v < 0 {
-		return "off"
-	}
-	return strconv.Itoa(v)
 }
 
 func parseUint32(b []byte) (uint32, error) {
@@ -180,17 +172,30 @@ func intern(b []byte) string {
 	return string(b)
 }
 
-// instanceOf parses the decimal instance number that follows prefix in a
-// sysfs name ("nvme12" with prefix "nvme" is 12). ok is false unless the rest
-// of the name is all digits.
+// ControllerInstance parses a controller name as the kernel makes it,
+// "nvme" and the instance number in plain decimal (drivers/nvme/host/core.c
+// names it "nvme%d" after an ida number): "nvme12" is 12. ok is false for
+// anything else, including a sign, leading zeros ("nvme01") and numbers
+// above 2147483647. It is the one parse of controller names: fabrics (the
+// reply "instance=N", Disconnect), the daemon and this package use it.
+func ControllerInstance(name string) (n int, ok bool) {
+	return instanceOf(name, "nvme")
+}
+
+// instanceOf parses the instance number that follows prefix in a kernel
+// object name ("nvme-subsys3" with prefix "nvme-subsys" is 3), by the rule
+// ControllerInstance documents.
 func instanceOf(name, prefix string) (int, bool) {
 	digits, ok := strings.CutPrefix(name, prefix)
-	if !ok || !allDigits(digits) || len(digits) > 9 {
+	if !ok || !allDigits(digits) || len(digits) > 10 || (len(digits) > 1 && digits[0] == '0') {
 		return 0, false
 	}
 	n := 0
 	for i := 0; i < len(digits); i++ {
 		n = n*10 + int(digits[i]-'0')
+	}
+	if n > math.MaxInt32 {
+		return 0, false
 	}
 	return n, true
 }

@@ -342,3 +342,40 @@ func trimZeros(s string) string {
 	}
 	return s
 }
+
+func TestControllerInstance(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want int
+		ok   bool
+	}{
+		{"nvme0", 0, true},
+		{"nvme12", 12, true},
+		{"nvme2147483647", 2147483647, true},
+		{"nvme2147483648", 0, false},
+		{"nvme99999999999", 0, false},
+		{"nvme01", 0, false},
+		{"nvme", 0, false},
+		{"nvme-1", 0, false},
+		{"nvme+1", 0, false},
+		{"nvme1n1", 0, false},
+		{"nvme1x", 0, false},
+		{"nvme-subsys1", 0, false},
+		{"ng0n1", 0, false},
+	} {
+		n, ok := ControllerInstance(tc.name)
+		if n != tc.want || ok != tc.ok {
+			t.Errorf("ControllerInstance(%q) = %d, %v; want %d, %v", tc.name, n, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// formatTimeout is the kernel's spelling of a timeout (the oracle of
+// FuzzParseTimeout): "off" for any negative value (the kernel stores every
+// negative value as -1).
+func formatTimeout(v int) string {
+	if v < 0 {
+		return "off"
+	}
+	return strconv.Itoa(v)
+}

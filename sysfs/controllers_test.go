@@ -466,7 +466,8 @@ func TestNewFS(t *testing.T) {
 // run: whatever state of teardown a scan meets, it must not fail.
 func TestScanWhileRemoving(t *testing.T) {
 	t.Parallel()
-	fs, root := build(t, sysfstest.Generate(40, true))
+	spec := sysfstest.Generate(40, true)
+	fs, root := build(t, spec)
 	done := make(chan error)
 	go func() {
 		defer close(done)
@@ -503,8 +504,8 @@ func TestScanWhileRemoving(t *testing.T) {
 		if _, err := fs.Subsystems(); err != nil {
 			t.Fatalf("Subsystems() during removal: %v", err)
 		}
-		if _, err := fs.FindNamespaceByUUID(sysfstest.UUIDFor(20, 1)); err != nil && !errors.Is(err, sysfs.ErrNotExist) {
-			t.Fatalf("FindNamespaceByUUID during removal: %v", err)
+		if _, err := fs.FindNamespace(spec.Subsystems[20].NQN, 1); err != nil && !errors.Is(err, sysfs.ErrNotExist) {
+			t.Fatalf("FindNamespace during removal: %v", err)
 		}
 		if _, _, err := fs.ControllerState("nvme30"); err != nil && !errors.Is(err, sysfs.ErrNotExist) {
 			t.Fatalf("ControllerState during removal: %v", err)

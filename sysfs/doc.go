@@ -9,7 +9,8 @@
 // package-level path globals, no caches and no open files between calls: an
 // FS is safe for concurrent use.
 //
-// The layout read (see shared/KERNEL.md):
+// The layout read (as captured from the lab's 6.1 and 6.12 kernels in
+// testdata/sysfs at the repository's root):
 //
 //	class/nvme/nvmeN -> ../../devices/virtual/nvme-fabrics/ctl/nvmeN
 //	    attributes; nvmeKcNnM (hidden per-path disks, native multipath) or
@@ -18,10 +19,15 @@
 //	    attributes; nvmeN -> ../../nvme-fabrics/ctl/nvmeN (its controllers:
 //	    the only link between the two); nvmeKnM (multipath heads)
 //	module/nvme_core/parameters/multipath
+//	block/<disk>, dev/block/MAJ:MIN -> the disk's directory under its
+//	    subsystem or controller (DiskName, DiskControllers)
 //
-// Disk names carry instance numbers, not namespace ids: FindNamespace,
-// FindNamespaceByUUID and FindNamespaceByWWID find a volume's disk by its
-// identity.
+// Controllers reads everything about each controller, its disks included;
+// ControllerConnections reads only what identifies its connection and how it
+// recovers, for a caller (the daemon's full re-read) that needs no more.
+//
+// Disk names carry instance numbers, not namespace ids: FindNamespace finds
+// a volume's disk by its identity (subsystem NQN and nsid).
 //
 // Error contracts:
 //   - a controller, subsystem or namespace that does not exist (or vanished
@@ -32,6 +38,9 @@
 //     is returned wrapped with the path it came from, and fails the scan;
 //   - an attribute that some kernels or transports lack (cntrltype,
 //     fast_io_fail_tmo, ana_state, nguid, ...) is its field's zero value;
+//   - so is a controller attribute the kernel prints from the subsystem
+//     (subsysnqn, model, serial, firmware_rev) before the first connect
+//     completes, when it shows "(efault)" or "(null)" (testdata/sysfs-halfborn);
 //   - errors of system calls wrap the *fs.PathError, so errors.Is(err,
 //     syscall.EINVAL) and friends work (WriteControllerAttr relies on it).
 //

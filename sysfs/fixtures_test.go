@@ -127,16 +127,6 @@ func checkTree(t *testing.T, fs sysfs.FS) {
 			if err != nil || found.Name != ns.Name {
 				t.Errorf("FindNamespace(%s, %d) = %+v, %v; want head %s", s.NQN, ns.NSID, found, err, ns.Name)
 			}
-			if ns.UUID != "" {
-				if found, err := fs.FindNamespaceByUUID(ns.UUID); err != nil || found.Name != ns.Name {
-					t.Errorf("FindNamespaceByUUID(%s) = %+v, %v; want head %s", ns.UUID, found, err, ns.Name)
-				}
-			}
-			if ns.WWID != "" {
-				if found, err := fs.FindNamespaceByWWID(ns.WWID); err != nil || found.Name != ns.Name {
-					t.Errorf("FindNamespaceByWWID(%s) = %+v, %v; want head %s", ns.WWID, found, err, ns.Name)
-				}
-			}
 		}
 	}
 	for _, c := range ctrls {

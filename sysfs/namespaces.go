@@ -206,33 +206,9 @@ func (fs FS) FindNamespace(subsysNQN string, nsid uint32) (Namespace, error) {
 	})
 }
 
-// FindNamespaceByUUID returns the visible block disk whose uuid attribute is
-// uuid (compared case-insensitively), as FindNamespace chooses it.
-func (fs FS) FindNamespaceByUUID(uuid string) (Namespace, error) {
-	return fs.findByText("uuid", uuid)
-}
-
-// FindNamespaceByWWID returns the visible block disk whose wwid attribute is
-// wwid ("uuid.<uuid>", "eui.<hex>" or "nvme.<...>", compared
-// case-insensitively), as FindNamespace chooses it.
-func (fs FS) FindNamespaceByWWID(wwid string) (Namespace, error) {
-	return fs.findByText("wwid", wwid)
-}
-
-func (fs FS) findByText(attrName, want string) (Namespace, error) {
-	if want == "" {
-		return Namespace{}, fmt.Errorf("sysfs: find namespace: empty %s", attrName)
-	}
-	return fs.findNamespace(nsQuery{
-		attr:  attrName,
-		match: func(b []byte) bool { return strings.EqualFold(string(b), want) },
-		what:  fmt.Sprintf("namespace with %s %s", attrName, want),
-	})
-}
-
 // nsQuery selects namespaces by one attribute.
 type nsQuery struct {
-	nqn   string // only subsystems with this NQN, and their controllers; "" for all
+	nqn   string // only the subsystem with this NQN, and its controllers
 	attr  string
 	match func([]byte) bool
 	what  string // for the not-found error
@@ -242,7 +218,7 @@ type nsQuery struct {
 type subsysHit struct {
 	head        Namespace
 	found       bool
-	controllers []string // when the NQN matched (query with an NQN)
+	controllers []string // when the NQN matched
 }
 
 func (fs FS) findNamespace(q nsQuery) (Namespace, error) {
@@ -266,14 +242,8 @@ func (fs FS) findNamespace(q nsQuery) (Namespace, error) {
 		}
 		controllers = append(controllers, h.controllers...)
 	}
-	if q.nqn == "" {
-		if controllers, err = fs.controllerNames(); err != nil {
-			return Namespace{}, err
-		}
-	} else {
-		sortByInstance(controllers)
-		controllers = slices.Compact(controllers)
-	}
+	sortByInstance(controllers)
+	controllers = slices.Compact(controllers)
 
 	type ctrlHit struct {
 		ns    Namespace
@@ -311,11 +281,9 @@ func (fs FS) querySubsystem(s *scratch, name string, q nsQuery) (subsysHit, erro
 		return subsysHit{}, ioError(err)
 	}
 	defer d.close()
-	if q.nqn != "" {
-		b, ok, err := d.attr("subsysnqn")
-		if err != nil || !ok || string(b) != q.nqn {
-			return subsysHit{}, err
-		}
+	b, ok, err := d.attr("subsysnqn")
+	if err != nil || !ok || string(b) != q.nqn {
+		return subsysHit{}, err
 	}
 	var hit subsysHit
 	entries, err := d.list(func(n []byte) bool { return isHead(n) || isControllerName(n) })
@@ -325,9 +293,7 @@ func (fs FS) querySubsystem(s *scratch, name string, q nsQuery) (subsysHit, erro
 	slices.SortFunc(entries, compareNames)
 	for _, e := range entries {
 		if isControllerName([]byte(e)) {
-			if q.nqn != "" {
-				hit.controllers = append(hit.controllers, e)
-			}
+			hit.controllers = append(hit.controllers, e)
 			continue
 		}
 		if hit.found {

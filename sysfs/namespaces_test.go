@@ -32,7 +32,6 @@ func twoPathSpec(multipath bool, state3, state5 string) sysfstest.Spec {
 
 func TestFindNamespace(t *testing.T) {
 	t.Parallel()
-	const uuid2 = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
 	heads := smallSubsystems(true)
 	// Two paths, multipath off: minors nvme3n1 0, nvme5n1 2.
 	plain3 := disk("nvme3n1", "nvme3", 4, 7, 0)
@@ -41,12 +40,6 @@ func TestFindNamespace(t *testing.T) {
 	type find func(sysfs.FS) (sysfs.Namespace, error)
 	byNSID := func(nqn string, nsid uint32) find {
 		return func(fs sysfs.FS) (sysfs.Namespace, error) { return fs.FindNamespace(nqn, nsid) }
-	}
-	byUUID := func(uuid string) find {
-		return func(fs sysfs.FS) (sysfs.Namespace, error) { return fs.FindNamespaceByUUID(uuid) }
-	}
-	byWWID := func(wwid string) find {
-		return func(fs sysfs.FS) (sysfs.Namespace, error) { return fs.FindNamespaceByWWID(wwid) }
 	}
 	notExist := func(err error) bool { return errors.Is(err, sysfs.ErrNotExist) && errors.Is(err, iofs.ErrNotExist) }
 
@@ -60,9 +53,6 @@ func TestFindNamespace(t *testing.T) {
 		{name: "head by nsid", spec: smallSpec(true), find: byNSID(nqnVol0, 1), want: heads[0].Namespaces[0]},
 		{name: "second head by nsid", spec: smallSpec(true), find: byNSID(nqnVol0, 2), want: heads[0].Namespaces[1]},
 		{name: "head of another subsystem", spec: smallSpec(true), find: byNSID(nqnVol1, 1), want: heads[1].Namespaces[0]},
-		{name: "head by uuid", spec: smallSpec(true), find: byUUID(uuid2), want: heads[0].Namespaces[1]},
-		{name: "uuid in upper case", spec: smallSpec(true), find: byUUID("AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE"), want: heads[0].Namespaces[1]},
-		{name: "head by wwid", spec: smallSpec(true), find: byWWID("uuid." + sysfstest.UUIDFor(1, 1)), want: heads[1].Namespaces[0]},
 		{
 			name: "multipath off: disk of the live controller", spec: smallSpec(false), find: byNSID(nqnVol0, 1),
 			want: disk("nvme0n1", "nvme0", 0, 1, 0),
@@ -77,11 +67,7 @@ func TestFindNamespace(t *testing.T) {
 		},
 		{
 			name: "multipath off: none live, lowest instance", spec: twoPathSpec(false, "resetting", "connecting"),
-			find: byUUID(sysfstest.UUIDFor(4, 7)), want: plain3,
-		},
-		{
-			name: "multipath off: by wwid, live preferred", spec: twoPathSpec(false, "connecting", "live"),
-			find: byWWID("uuid." + sysfstest.UUIDFor(4, 7)), want: plain5,
+			find: byNSID(nqnVol0, 7), want: plain3,
 		},
 		{
 			name: "multipath on: head even when no path is live", spec: twoPathSpec(true, "connecting", "connecting"),
@@ -90,13 +76,9 @@ func TestFindNamespace(t *testing.T) {
 		{name: "unknown nsid", spec: smallSpec(true), find: byNSID(nqnVol0, 3), wantErr: notExist},
 		{name: "unknown NQN", spec: smallSpec(true), find: byNSID("nqn.2024-01.io.test:nope", 1), wantErr: notExist},
 		{name: "nsid of the wrong subsystem", spec: smallSpec(false), find: byNSID(nqnVol1, 2), wantErr: notExist},
-		{name: "unknown uuid", spec: smallSpec(false), find: byUUID("00000000-0000-0000-0000-000000000000"), wantErr: notExist},
-		{name: "unknown wwid", spec: smallSpec(true), find: byWWID("eui.0000"), wantErr: notExist},
 		{name: "empty tree", spec: sysfstest.Spec{}, find: byNSID(nqnVol0, 1), wantErr: notExist},
 		{name: "nsid 0", spec: smallSpec(true), find: byNSID(nqnVol0, 0), wantErr: notNotExist},
 		{name: "empty NQN", spec: smallSpec(true), find: byNSID("", 1), wantErr: notNotExist},
-		{name: "empty uuid", spec: smallSpec(true), find: byUUID(""), wantErr: notNotExist},
-		{name: "empty wwid", spec: smallSpec(true), find: byWWID(""), wantErr: notNotExist},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -118,6 +118,9 @@ type Controller struct {
 	Address   Address
 	CntrlType string // "io", "discovery" or "admin"; "" when the kernel lacks the attribute
 
+	// SubsysNQN, and Model, Serial and FirmwareRev, come from the
+	// subsystem: "" before the first connect completes (state new or
+	// connecting), when the kernel prints "(efault)" for them.
 	SubsysNQN string
 	HostNQN   string
 	HostID    string

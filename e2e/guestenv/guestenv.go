@@ -71,7 +71,8 @@ func Start(binary string, args ...string) (*Daemon, error) {
 	d.cmd = exec.Command(binary, args...)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: Root}
 	d.cmd.Dir = "/"
-	d.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	// The host's /tmp is read-only in the chroot: temporary files go to /run.
+	d.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR=/run"}
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", binary, err)

@@ -124,3 +124,20 @@ func copyEntry(src, dst string, files bool) error {
 	}
 	return os.WriteFile(dst, b, fi.Mode().Perm())
 }
+
+// captureController copies one controller (its class/nvme link and its device
+// directory, namespace disks included) and the nvme_core parameters from src
+// to dst: a tree with that controller alone.
+func captureController(src, dst, name string) error {
+	if err := os.MkdirAll(filepath.Join(dst, "class/nvme"), 0o755); err != nil {
+		return err
+	}
+	if err := copyEntry(filepath.Join(src, "class/nvme", name), filepath.Join(dst, "class/nvme", name), false); err != nil {
+		return err
+	}
+	rel := "devices/virtual/nvme-fabrics/ctl/" + name
+	if err := copyDir(filepath.Join(src, rel), filepath.Join(dst, rel), true); err != nil {
+		return err
+	}
+	return copyDir(filepath.Join(src, "module/nvme_core/parameters"), filepath.Join(dst, "module/nvme_core/parameters"), false)
+}

@@ -19,8 +19,8 @@ import (
 // TestKmsgCapture records what the kernel logs through /dev/kmsg for one
 // controller's life: connect, a port unlink with a few failed reconnect
 // attempts, relink and reconnect, disconnect. With RDS_CSI_CAPTURE=1 (make
-// fixtures) the records go to daemon/testdata/kmsg as
-// captured-<kernel>-port-unlink.kmsg, where the daemon's tests parse them.
+// fixtures) the records go to internal/kmsg/testdata as
+// captured-<kernel>-port-unlink.kmsg, where package kmsg's tests parse them.
 // Either way it checks that the records carry the controller's device.
 func TestKmsgCapture(t *testing.T) {
 	tg := target(t)

@@ -901,7 +901,7 @@ func crashChildren(pid int) []string {
 		if len(f) < 2 {
 			continue
 		}
-		if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
+		if ppid, err := strconv.Atoi(f[1]); err == nil && ppid == pid {
 			out = append(out, s[open+1:end])
 		}
 	}

@@ -42,9 +42,9 @@ func TestProofVolumeContextInjection(t *testing.T) {
 	must(t, mkdirGuest(staging))
 
 	base := func() map[string]string {
-		return volumeContext(nqn, port, "ctrlLossTmo", "60", "reconnectDelay", "3", "keepAliveTmo", "7", "fastIoFailTmo", "10")
+		return volumeContext(nqn, port, "ctrlLossTmo", "60", "reconnectDelay", "3", "reconnectSpread", "0", "keepAliveTmo", "7", "fastIoFailTmo", "10")
 	}
-	keys := []string{"nvmeAddress", "nvmePort", "nqn", "nsid", "ctrlLossTmo", "reconnectDelay", "keepAliveTmo", "fastIoFailTmo", "hostIface", "nrIoQueues", "queueSize"}
+	keys := []string{"nvmeAddress", "nvmePort", "nqn", "nsid", "ctrlLossTmo", "reconnectDelay", "reconnectSpread", "keepAliveTmo", "fastIoFailTmo", "hostIface", "nrIoQueues", "queueSize"}
 	try := func(key, value string) error {
 		vc := base()
 		vc[key] = value

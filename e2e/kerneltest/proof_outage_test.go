@@ -330,6 +330,7 @@ type loadVolume struct {
 	node            csipb.NodeClient
 	id, nqn         string
 	port            int
+	pathPorts       []int // the nvmet port ids of the volume's addresses (port first)
 	vc              map[string]string
 	backing         string // the target's null_blk disk
 	staging, target string // as the daemon sees them
@@ -341,6 +342,16 @@ const loadFile = "load.bin"
 
 func stageLoadVolume(t *testing.T, tg *nvmet.Target, node csipb.NodeClient, tag, ctrlLossTmo, reconnectDelay string) *loadVolume {
 	t.Helper()
+	return stageLoadVolumeOn(t, tg, node, tag, nil, "ctrlLossTmo", ctrlLossTmo, "reconnectDelay", reconnectDelay)
+}
+
+// stageLoadVolumeOn is stageLoadVolume with more target addresses: each of
+// extraAddrs gets an nvmet port of its own (ids in v.pathPorts, same TCP
+// port) linked to the subsystem, and the VolumeContext names every address
+// in nvmeAddresses (127.0.0.1 first). vcExtra are more VolumeContext keys
+// and values.
+func stageLoadVolumeOn(t *testing.T, tg *nvmet.Target, node csipb.NodeClient, tag string, extraAddrs []string, vcExtra ...string) *loadVolume {
+	t.Helper()
 	v := &loadVolume{node: node, id: "vol-outage-" + tag, nqn: uniqueNQN("outage-" + tag), port: nextPort()}
 	var err error
 	v.backing, err = tg.NullBlk(256)
@@ -349,7 +360,20 @@ func stageLoadVolume(t *testing.T, tg *nvmet.Target, node csipb.NodeClient, tag,
 	must(t, tg.AddNamespace(v.nqn, nvmet.Namespace{NSID: 1, Device: v.backing}))
 	must(t, tg.AddPort(nvmet.Port{ID: v.port, Traddr: "127.0.0.1", Trsvcid: v.port}))
 	must(t, tg.Link(v.port, v.nqn))
-	v.vc = volumeContext(v.nqn, v.port, "ctrlLossTmo", ctrlLossTmo, "reconnectDelay", reconnectDelay)
+	v.pathPorts = []int{v.port}
+	addrs := []string{"127.0.0.1"}
+	for _, a := range extraAddrs {
+		id := nextPort()
+		must(t, tg.AddPort(nvmet.Port{ID: id, Traddr: a, Trsvcid: v.port}))
+		must(t, tg.Link(id, v.nqn))
+		v.pathPorts = append(v.pathPorts, id)
+		addrs = append(addrs, a)
+	}
+	// No reconnect spread: the proof times the kernel's timers as given.
+	v.vc = volumeContext(v.nqn, v.port, append(vcExtra, "reconnectSpread", "0")...)
+	if len(addrs) > 1 {
+		v.vc["nvmeAddresses"] = strings.Join(addrs, ",")
+	}
 	v.staging = "/run/outage/staging/" + v.id + "/globalmount"
 	v.target = "/run/outage/pods/" + v.id + "/mount"
 	must(t, os.MkdirAll(guestenv.Path(v.staging), 0o750))
@@ -519,6 +543,7 @@ func (h healthTimeline) last() healthPoint {
 // fsync; block i is acknowledged once its write and fsync returned.
 type loadWriter struct {
 	path string
+	pace time.Duration // pause after each acknowledged block
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -532,7 +557,13 @@ type loadWriter struct {
 
 func startLoadWriter(t *testing.T, path string) *loadWriter {
 	t.Helper()
-	w := &loadWriter{path: path, stop: make(chan struct{}), done: make(chan struct{})}
+	return startPacedWriter(t, path, loadPace)
+}
+
+// startPacedWriter is startLoadWriter with another pause between blocks.
+func startPacedWriter(t *testing.T, path string, pace time.Duration) *loadWriter {
+	t.Helper()
+	w := &loadWriter{path: path, pace: pace, stop: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	t.Cleanup(func() {
 		if _, err := w.halt(t, 30*time.Second); errors.Is(err, errWriterStuck) {
@@ -563,7 +594,7 @@ func (w *loadWriter) run() {
 		default:
 		}
 		if (seq+1)*loadBlockSize > loadBudget {
-			w.fail(fmt.Errorf("block %d: the file would exceed %d MiB (raise loadPace)", seq, loadBudget>>20))
+			w.fail(fmt.Errorf("block %d: the file would exceed %d MiB (raise the writer's pace)", seq, loadBudget>>20))
 			return
 		}
 		b := loadBlock(seq)
@@ -584,7 +615,7 @@ func (w *loadWriter) run() {
 		select {
 		case <-w.stop:
 			return
-		case <-time.After(loadPace):
+		case <-time.After(w.pace):
 		}
 	}
 }

@@ -51,7 +51,7 @@ type stormVol struct {
 // TestProofStorm64 (issue #7, Reliability 3 and Performance 3 and 4): 64
 // block volumes, each its own subsystem with a 16 MiB null_blk namespace,
 // all behind one nvmet port on 127.0.0.1, are staged concurrently through
-// the real binary (reconnectDelay 2, ctrlLossTmo -1). It measures the
+// the real binary (reconnectDelay 2, reconnectSpread 0, ctrlLossTmo -1). It measures the
 // daemon idle with the 64 live controllers, compares our full sysfs scan
 // with Debian's nvme-cli on the same kernel state, then drops all 64 at
 // once with one outage (100% packet loss on lo) held ~15-20 s, and after
@@ -63,7 +63,9 @@ type stormVol struct {
 // live and health healthy), a volume has other than its one controller
 // after the recovery, the daemon's rds_csi_reconnects_total does not grow
 // by at least 64, nvme-cli does not list the 64 subsystems our scan lists,
-// or a controller is left after the unstage.
+// or a controller is left after the unstage. Its subtest reconnect-spread
+// (stormSpread, issue 16) then stages the 64 again through a port that is
+// removed and restored, without and with the reconnect spread.
 func TestProofStorm64(t *testing.T) {
 	tg := target(t)
 	must(t, guestenv.Prepare())
@@ -110,7 +112,7 @@ func TestProofStorm64(t *testing.T) {
 			}
 			_, err = node.NodeStageVolume(ctx, &csipb.NodeStageVolumeRequest{
 				VolumeId: v.id, StagingTargetPath: v.staging, VolumeCapability: blockCap(),
-				VolumeContext: volumeContext(v.nqn, port, "reconnectDelay", "2", "ctrlLossTmo", "-1"),
+				VolumeContext: volumeContext(v.nqn, port, "reconnectDelay", "2", "reconnectSpread", "0", "ctrlLossTmo", "-1"),
 			})
 			if err == nil {
 				return nil
@@ -124,11 +126,20 @@ func TestProofStorm64(t *testing.T) {
 	staged, err := readProcStat(d.Pid())
 	must(t, err)
 	stormMapControllers(t, fs, vols)
-	for _, v := range vols {
-		if st, entry := stormHealth(ctx, t, node, v); st != stormHealthy {
-			t.Fatalf("%s right after its stage: %v", v.id, entry)
+	// Right after 64 concurrent stages the TCG guest is overloaded, and
+	// the kernel may reset a controller whose keep-alive answer came late
+	// ("long keepalive RTT", then error recovery: seen once on 6.1 while
+	// the host was busy). That is the kernel's own recovery, not the
+	// driver's doing: wait for it, bounded, and report it; a volume that
+	// is not healthy once its controller is live again still fails.
+	eventually(t, 90*time.Second, "every storm volume healthy after the stages", func() (bool, string) {
+		for _, v := range vols {
+			if st, entry := stormHealth(ctx, t, node, v); st != stormHealthy {
+				return false, fmt.Sprintf("%s: %v", v.id, entry)
+			}
 		}
-	}
+		return true, ""
+	})
 
 	// Performance 4 (lab part): the daemon at idle with 64 live controllers.
 	idleShare, idle := idleUse(t, d.Pid(), stormIdle)
@@ -162,7 +173,7 @@ utime+stime of the rds-csi process from /proc/<pid>/stat over the window.
 
 	writeResult(t, "storm64", fmt.Sprintf(`%d block volumes, each its own nvmet subsystem (16 MiB null_blk namespace), all behind ONE
 nvmet port on 127.0.0.1, staged concurrently through the real rds-csi binary over its CSI socket
-(reconnectDelay 2, ctrlLossTmo -1, kernel default keep-alive and queues; the daemon's node-wide
+(reconnectDelay 2, reconnectSpread 0, ctrlLossTmo -1, kernel default keep-alive and queues; the daemon's node-wide
 bound of 4 concurrent connects applies). The outage is 100%% packet loss on lo (tc netem) held
 %s: every TCP connection stalls, as in a network partition or a hung target; the host notices by
 keep-alive timeout and retries every 2 s. Recovery is timed from the moment the loss is removed, per
@@ -208,6 +219,10 @@ p50 / p95 / max (n), min separately. QEMU TCG guest, 2 vCPUs: absolute times are
 		res.healthCalls,
 		stormVolumes, dist(unstageLat), fmtDur(slices.Min(unstageLat)),
 		stormVolumes, fmtDur(unstageWall)))
+
+	// Issue 16: the same 64 subsystems through a port that vanishes and
+	// comes back at one instant, without and with the reconnect spread.
+	t.Run("reconnect-spread", func(t *testing.T) { stormSpread(t, fs, node, vols, port, metricsAddr) })
 }
 
 // stormStageSplit turns the timing of the binary's "volume staged" lines
@@ -288,19 +303,32 @@ func stormConcurrently(t *testing.T, what string, vols []*stormVol, call func(*s
 // subsystem, live.
 func stormMapControllers(t *testing.T, fs sysfs.FS, vols []*stormVol) {
 	t.Helper()
-	cs, err := fs.Controllers()
-	must(t, err)
-	for _, v := range vols {
-		var names []string
-		for _, c := range cs {
-			if c.SubsysNQN == v.nqn {
-				names = append(names, c.Name+" "+c.StateRaw)
-				v.ctrl = c.Name
+	reset := map[string]bool{}
+	eventually(t, 90*time.Second, "one live controller per storm volume after the stages", func() (bool, string) {
+		cs, err := fs.Controllers()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, v := range vols {
+			var names []string
+			for _, c := range cs {
+				if c.SubsysNQN == v.nqn {
+					names = append(names, c.Name+" "+c.StateRaw)
+					v.ctrl = c.Name
+				}
+			}
+			if len(names) != 1 {
+				t.Fatalf("%s after its stage: controllers %v, want exactly one", v.id, names)
+			}
+			if !strings.HasSuffix(names[0], " live") {
+				reset[names[0]] = true
+				return false, fmt.Sprintf("%s: %v", v.id, names)
 			}
 		}
-		if len(names) != 1 || !strings.HasSuffix(names[0], " live") {
-			t.Fatalf("%s after its stage: controllers %v, want one live controller", v.id, names)
-		}
+		return true, ""
+	})
+	if len(reset) > 0 {
+		t.Logf("controllers seen not live after the stages, live again within the bound (the kernel's keep-alive recovery under the guest's overload): %v", reset)
 	}
 }
 
@@ -698,7 +726,7 @@ func stormOutageAndRecovery(t *testing.T, d *guestenv.Daemon, node csipb.NodeCli
 }
 
 // stormScanComparison times our full scan (sysfs.FS Controllers and
-// Subsystems, in-process) against Debian's nvme-cli on the same kernel
+// Subsystems, in-process) and the daemon's full re-read (ControllerConnections) against Debian's nvme-cli on the same kernel
 // state, after checking that nvme-cli lists every subsystem of the storm.
 func stormScanComparison(t *testing.T, fs sysfs.FS, vols []*stormVol) {
 	dir := os.Getenv("RDS_CSI_NVME_CLI")
@@ -753,6 +781,21 @@ func stormScanComparison(t *testing.T, fs sysfs.FS, vols []*stormVol) {
 		return nc, ns, took
 	}
 
+	// The daemon's full re-read: every controller's connection, no disks.
+	reread := func() (int, time.Duration) {
+		t0 := time.Now()
+		cs, err := fs.ControllerConnections()
+		must(t, err)
+		took := time.Since(t0)
+		n := 0
+		for _, c := range cs {
+			if ours[c.SubsysNQN] && c.State.Live() {
+				n++
+			}
+		}
+		return n, took
+	}
+
 	version, _, err := cli("version")
 	must(t, err)
 	// Both see the same kernel state: our scan finds the 64 live
@@ -760,6 +803,9 @@ func stormScanComparison(t *testing.T, fs sysfs.FS, vols []*stormVol) {
 	// the 64 subsystems.
 	if nc, ns, _ := scan(); nc != len(vols) || ns != len(vols) {
 		t.Fatalf("our scan: %d live controllers and %d subsystems with a namespace of the storm, want %d each", nc, ns, len(vols))
+	}
+	if n, _ := reread(); n != len(vols) {
+		t.Fatalf("our re-read: %d live controllers of the storm, want %d", n, len(vols))
 	}
 	out, _, err := cli("list-subsys", "-o", "json")
 	must(t, err)
@@ -791,10 +837,12 @@ func stormScanComparison(t *testing.T, fs sysfs.FS, vols []*stormVol) {
 	})
 
 	// Interleaved runs, so background noise hits each alike.
-	var tOurs, tSubsys, tList, tVersion []time.Duration
+	var tOurs, tReread, tSubsys, tList, tVersion []time.Duration
 	for range stormScanRuns {
 		_, _, d := scan()
 		tOurs = append(tOurs, d)
+		_, d = reread()
+		tReread = append(tReread, d)
 		_, d, err := cli("list-subsys", "-o", "json")
 		must(t, err)
 		tSubsys = append(tSubsys, d)
@@ -819,7 +867,8 @@ func stormScanComparison(t *testing.T, fs sysfs.FS, vols []*stormVol) {
 	writeResult(t, "scan-vs-nvme-cli", fmt.Sprintf(`Full scan of the NVMe state with %d live NVMe/TCP controllers (%d subsystems, one namespace each,
 native multipath on): ours is sysfs.NewFS("/sys").Controllers() + Subsystems() in-process (every
 controller's attributes, state and per-path disks, every subsystem with its head disks: the daemon's
-device scan at start; its full re-read reads Controllers() alone). nvme-cli is %s,
+device scan at start); the daemon's full re-read is ControllerConnections() (what identifies each
+controller's connection, its timeouts and device number; no disks). nvme-cli is %s,
 Debian's binary run in the guest (chrooted into the host root, its libraries from the unpacked
 packages) on the same kernel: its times INCLUDE its process start (fork, exec, dynamic linking,
 libnvme setup), which is how the research note compared them; "nvme version" shows that fixed cost
@@ -829,6 +878,7 @@ listed %d devices). %d runs each, interleaved; median and p95. QEMU TCG guest, 2
 | scan | median | p95 |
 |---|---|---|
 | ours: Controllers() + Subsystems() | %s | %s |
+| ours: ControllerConnections() (the daemon's full re-read) | %s | %s |
 | nvme list-subsys -o json | %s | %s |
 | nvme list -o json | %s | %s |
 | nvme version (process start only) | %s | %s |
@@ -836,15 +886,18 @@ listed %d devices). %d runs each, interleaved; median and p95. QEMU TCG guest, 2
 | ratio (medians) | value |
 |---|---|
 | nvme list-subsys / ours | %s |
+| nvme list-subsys / our re-read | %s |
 | nvme list / ours | %s |
 | (nvme list-subsys - nvme version) / ours, the scan without process start (approximate) | %s |
+| (nvme list-subsys - nvme version) / our re-read (approximate) | %s |
 `, len(vols), len(vols), cliVersion, len(vols), devices, stormScanRuns,
 		fmtDur(med(tOurs)), fmtDur(percentile(tOurs, 95)),
+		fmtDur(med(tReread)), fmtDur(percentile(tReread, 95)),
 		fmtDur(med(tSubsys)), fmtDur(percentile(tSubsys, 95)),
 		fmtDur(med(tList)), fmtDur(percentile(tList, 95)),
 		fmtDur(med(tVersion)), fmtDur(percentile(tVersion, 95)),
-		ratio(med(tSubsys), med(tOurs)), ratio(med(tList), med(tOurs)),
-		ratio(max(med(tSubsys)-med(tVersion), 0), med(tOurs))))
+		ratio(med(tSubsys), med(tOurs)), ratio(med(tSubsys), med(tReread)), ratio(med(tList), med(tOurs)),
+		ratio(max(med(tSubsys)-med(tVersion), 0), med(tOurs)), ratio(max(med(tSubsys)-med(tVersion), 0), med(tReread))))
 }
 
 // stormWalkJSON calls f on every object of a decoded JSON document.

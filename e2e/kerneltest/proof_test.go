@@ -101,11 +101,17 @@ func readProcStat(pid int) (procStat, error) {
 		if len(f) < 2 {
 			continue
 		}
+		var dst *int64
 		switch f[0] {
 		case "VmRSS:":
-			ps.rssKB, _ = strconv.ParseInt(f[1], 10, 64)
+			dst = &ps.rssKB
 		case "VmHWM:":
-			ps.hwmKB, _ = strconv.ParseInt(f[1], 10, 64)
+			dst = &ps.hwmKB
+		default:
+			continue
+		}
+		if *dst, err = strconv.ParseInt(f[1], 10, 64); err != nil {
+			return ps, fmt.Errorf("/proc/%d/status: %s %q: %w", pid, f[0], f[1], err)
 		}
 	}
 	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -216,6 +222,22 @@ func openKmsgTail(t *testing.T) *kmsgTail {
 // drain returns the messages logged since the last drain, and whether
 // records were overwritten before they could be read.
 func (k *kmsgTail) drain() (msgs []string, gap bool) {
+	recs, gap := k.drainRecords()
+	for _, r := range recs {
+		msgs = append(msgs, r.msg)
+	}
+	return msgs, gap
+}
+
+// kmsgRecord is one kernel log record: its timestamp (the kernel's clock,
+// time since boot) and its message.
+type kmsgRecord struct {
+	at  time.Duration
+	msg string
+}
+
+// drainRecords is drain with each record's timestamp.
+func (k *kmsgTail) drainRecords() (recs []kmsgRecord, gap bool) {
 	buf := make([]byte, 8192)
 	for {
 		n, err := syscall.Read(k.fd, buf)
@@ -224,13 +246,60 @@ func (k *kmsgTail) drain() (msgs []string, gap bool) {
 			continue
 		}
 		if err != nil || n <= 0 {
-			return msgs, gap
+			return recs, gap
 		}
-		_, msg, ok := strings.Cut(string(buf[:n]), ";")
+		prefix, msg, ok := strings.Cut(string(buf[:n]), ";")
 		if !ok {
 			continue
 		}
 		msg, _, _ = strings.Cut(msg, "\n")
-		msgs = append(msgs, msg)
+		var at time.Duration
+		// prefix: priority,sequence,microseconds,flags
+		if f := strings.Split(prefix, ","); len(f) >= 3 {
+			if us, err := strconv.ParseInt(f[2], 10, 64); err == nil {
+				at = time.Duration(us) * time.Microsecond
+			}
+		}
+		recs = append(recs, kmsgRecord{at: at, msg: msg})
 	}
+}
+
+// phaseClock records how long each phase of a proof took, so a result says
+// where the test's own time went.
+type phaseClock struct {
+	last  time.Time
+	parts []string
+}
+
+func newPhaseClock() *phaseClock { return &phaseClock{last: time.Now()} }
+
+// mark ends the phase called name; the guest's MemAvailable at its end
+// goes with it (the lab guest has 1 GiB, the null_blk disks live in it).
+func (c *phaseClock) mark(name string) {
+	now := time.Now()
+	c.parts = append(c.parts, fmt.Sprintf("%s %s (MemAvailable %s)", name, fmtDur(now.Sub(c.last)), memAvailable()))
+	c.last = now
+}
+
+// memAvailable is /proc/meminfo's MemAvailable in MiB, or "?".
+func memAvailable() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemAvailable:" {
+			if kb, err := strconv.Atoi(f[1]); err == nil {
+				return fmt.Sprintf("%d MiB", kb>>10)
+			}
+		}
+	}
+	return "?"
+}
+
+func (c *phaseClock) String() string {
+	if len(c.parts) == 0 {
+		return "none recorded"
+	}
+	return strings.Join(c.parts, ", ")
 }

@@ -25,10 +25,10 @@ func (rawCodec) Name() string { return "proto" }
 
 // withControllerService puts a transparent proxy in front of the node
 // plugin's socket that adds CONTROLLER_SERVICE to GetPluginCapabilities, so
-// that csi-sanity pairs the real node plugin with the lab controller (it
-// consults the node socket's Identity for that) and runs the end-to-end specs
-// (create, stage, publish, controller and node expansion) instead of skipping
-// them. Every call is forwarded byte for byte, status codes included.
+// that csi-sanity pairs the node plugin with the controller on its own socket
+// (it consults the node socket's Identity for that) and runs the end-to-end
+// specs (create, stage, publish, controller and node expansion) instead of
+// skipping them. Every call is forwarded byte for byte, status codes included.
 func withControllerService(t *testing.T, upstream string) string {
 	t.Helper()
 	conn, err := grpc.NewClient(upstream, grpc.WithTransportCredentials(insecure.NewCredentials()))

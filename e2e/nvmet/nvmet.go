@@ -1,8 +1,9 @@
 // Package nvmet drives the Linux kernel's NVMe over Fabrics target through
 // configfs (/sys/kernel/config/nvmet) and backs its namespaces with
-// memory-backed null_blk devices (/sys/kernel/config/nullb). The QEMU lab's
-// guest tests use it to make a real NVMe/TCP target on loopback, and to
-// inject faults (port unlink, namespace disable).
+// memory-backed null_blk devices (/sys/kernel/config/nullb), loop devices,
+// or real files (FileBackend, the real side of the rdstest RDS emulator).
+// The QEMU lab's guest tests use it to make a real NVMe/TCP target on
+// loopback, and to inject faults (port unlink, namespace disable).
 package nvmet
 
 import (

@@ -2,7 +2,8 @@
 // tests: the directories, attribute files and symlinks that the kernel shows
 // under /sys for controllers (class/nvme), subsystems (class/nvme-subsystem),
 // their block disks (block) and nvme_core's multipath parameter, with the
-// same relative symlinks as a real kernel (see shared/KERNEL.md):
+// same relative symlinks as a real kernel (compare the captured trees in
+// testdata/sysfs at the repository's root):
 //
 //	class/nvme/nvme0 -> ../../devices/virtual/nvme-fabrics/ctl/nvme0
 //	class/nvme-subsystem/nvme-subsys0 -> ../../devices/virtual/nvme-subsystem/nvme-subsys0
@@ -226,8 +227,14 @@ func (b *builder) subsystem(s Subsystem) error {
 		"firmware_rev": pad(DefaultFirmware, 8),
 		"uevent":       "",
 	}
-	if err := b.attrs(dir, attrs, s.Omit); err != nil {
-		return err
+	// A subsystem already in the tree (Build adding another controller to
+	// it, as a second path's connect does) keeps its attributes, as the
+	// kernel keeps them when a controller joins: rewriting iopolicy here
+	// raced with, and undid, a policy set through sysfs.
+	if _, err := os.Stat(filepath.Join(b.root, dir, "subsysnqn")); err != nil {
+		if err := b.attrs(dir, attrs, s.Omit); err != nil {
+			return err
+		}
 	}
 	for _, d := range []string{"power"} {
 		if err := os.MkdirAll(filepath.Join(b.root, dir, d), 0o755); err != nil {

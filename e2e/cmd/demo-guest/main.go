@@ -1,9 +1,12 @@
 //go:build linux
 
-// Command demo-guest runs inside the QEMU lab guest for cmd/demo: it makes an
-// nvmet target, starts the rds-csi binary (chrooted into the host's root, so
-// mkfs.ext4, blkid and mount are the host's real tools), and drives it over
-// its CSI socket through an outage. Lines it prints start with "| ".
+// Command demo-guest runs inside the QEMU lab guest for cmd/demo: it starts
+// the RDS emulator (package rdstest over SSH on loopback, backed by real
+// files exported by the kernel's nvmet target), the rds-csi binary as the
+// controller against it and as the node daemon (both chrooted into the
+// host's root, so mkfs.ext4, blkid and mount are the host's real tools),
+// provisions a volume through the controller's CSI socket and drives the
+// node's socket through an outage. Lines it prints start with "| ".
 package main
 
 import (
@@ -27,18 +30,25 @@ import (
 
 	"github.com/srvlab/rds-csi/e2e/guestenv"
 	"github.com/srvlab/rds-csi/e2e/nvmet"
+	"github.com/srvlab/rds-csi/routeros/rdstest"
 )
 
 const (
-	volumeID = "pvc-3f2a9c1e-demo"
-	nqn      = "nqn.2000-02.com.mikrotik:pvc-3f2a9c1e-demo"
+	pvcName  = "pvc-3f2a9c1e-demo"
 	port     = 4420
 	metrics  = "127.0.0.1:9809"
-	// Paths as the daemon sees them (inside the chroot).
-	socket  = "/run/csi/csi.sock"
-	staging = "/run/kubelet/plugins/kubernetes.io/csi/rds.csi.srvlab.io/demo/globalmount"
-	publish = "/run/kubelet/pods/demo/volumes/kubernetes.io~csi/pvc-3f2a9c1e-demo/mount"
+	volDir   = "/storage-pool/rds-csi"
+	volBytes = 256 << 20
+	// Paths as the daemons see them (inside the chroot).
+	socket     = "/run/csi/csi.sock"
+	ctrlDir    = "/run/csi-controller"
+	ctrlSocket = ctrlDir + "/csi.sock"
+	staging    = "/run/kubelet/plugins/kubernetes.io/csi/rds.csi.srvlab.io/demo/globalmount"
+	publish    = "/run/kubelet/pods/demo/volumes/kubernetes.io~csi/pvc-3f2a9c1e-demo/mount"
 )
+
+// volumeID is the id CreateVolume returned.
+var volumeID string
 
 func say(format string, a ...any) { fmt.Printf("| "+format+"\n", a...) }
 
@@ -52,11 +62,12 @@ func main() {
 }
 
 type summary struct {
-	stage, detect, recover time.Duration
-	reason, message        string
-	reconnectsBefore       string
-	reconnectsAfter        string
-	checksum               string
+	create, stage, detect time.Duration
+	recover               time.Duration
+	reason, message       string
+	reconnectsBefore      string
+	reconnectsAfter       string
+	checksum              string
 }
 
 func run(binary string) error {
@@ -65,30 +76,65 @@ func run(binary string) error {
 		return err
 	}
 	defer tg.Close()
-	dev, err := tg.NullBlk(256)
+	rdsDir, err := os.MkdirTemp("", "rds-")
 	if err != nil {
 		return err
 	}
-	for _, step := range []error{
-		tg.AddSubsystem(nvmet.Subsystem{NQN: nqn, AllowAnyHost: true}),
-		tg.AddNamespace(nqn, nvmet.Namespace{NSID: 1, Device: dev}),
-		tg.AddPort(nvmet.Port{ID: 1, Traddr: "127.0.0.1", Trsvcid: port}),
-		tg.Link(1, nqn),
-	} {
-		if step != nil {
-			return step
-		}
+	defer os.RemoveAll(rdsDir)
+	be := tg.FileBackend(rdsDir, "127.0.0.1")
+	defer be.Close()
+	rds, err := rdstest.Start(rdstest.Options{Backend: be})
+	if err != nil {
+		return err
 	}
-	say("target: nvmet exports %s (256 MiB, memory backed) on 127.0.0.1:%d", nqn, port)
+	defer rds.Close()
+	say("RDS emulator: RouterOS over SSH on %s; disks are files under %s exported by nvmet on 127.0.0.1", rds.Addr(), rdsDir)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ctrlDaemon, err := startController(binary, rds)
+	if err != nil {
+		return err
+	}
+	defer stopDaemon(ctrlDaemon, "rds-csi controller")
+	cconn, err := grpc.NewClient("unix://"+guestenv.Root+ctrlSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer cconn.Close()
+	if err := waitReady(ctx, csipb.NewIdentityClient(cconn)); err != nil {
+		return err
+	}
+	ctrl := csipb.NewControllerClient(cconn)
+	capability := &csipb.VolumeCapability{
+		AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{FsType: "ext4"}},
+		AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+	}
+	params := map[string]string{"nvmePort": fmt.Sprint(port), "ctrlLossTmo": "-1", "reconnectDelay": "1"}
+	say("CreateVolume %s, 256 MiB, StorageClass parameters %v", pvcName, params)
+	t0 := time.Now()
+	created, err := ctrl.CreateVolume(ctx, &csipb.CreateVolumeRequest{Name: pvcName, Parameters: params,
+		CapacityRange: &csipb.CapacityRange{RequiredBytes: volBytes}, VolumeCapabilities: []*csipb.VolumeCapability{capability}})
+	if err != nil {
+		return fmt.Errorf("CreateVolume: %w", err)
+	}
+	createTook := time.Since(t0)
+	vol := created.GetVolume()
+	volumeID = vol.GetVolumeId()
+	nqn := vol.GetVolumeContext()["nqn"]
+	say("CreateVolume: volume %s (%d bytes) in %s; the controller ran on the RDS:", volumeID, vol.GetCapacityBytes(), createTook.Round(time.Millisecond))
+	for _, c := range rds.Commands() {
+		say("    %s", c)
+	}
+	say("  VolumeContext for the node: %v", vol.GetVolumeContext())
+	say("  nvmet now exports %v", be.Exported())
 
 	daemon, err := startDaemon(binary)
 	if err != nil {
 		return err
 	}
-	defer stopDaemon(daemon)
+	defer stopDaemon(daemon, "rds-csi")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	conn, err := grpc.NewClient("unix://"+guestenv.Root+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
@@ -104,24 +150,17 @@ func run(binary string) error {
 	}
 	say("rds-csi %s (%s) is ready on %s", info.GetVendorVersion(), info.GetName(), socket)
 
-	var sum summary
-	capability := &csipb.VolumeCapability{
-		AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{FsType: "ext4"}},
-		AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
-	}
-	t0 := time.Now()
+	sum := summary{create: createTook}
+	t0 = time.Now()
 	_, err = node.NodeStageVolume(ctx, &csipb.NodeStageVolumeRequest{
 		VolumeId: volumeID, StagingTargetPath: staging, VolumeCapability: capability,
-		VolumeContext: map[string]string{
-			"nvmeAddress": "127.0.0.1", "nvmePort": fmt.Sprint(port), "nqn": nqn,
-			"ctrlLossTmo": "-1", "reconnectDelay": "1", "fsType": "ext4",
-		},
+		VolumeContext: vol.GetVolumeContext(),
 	})
 	if err != nil {
 		return fmt.Errorf("NodeStageVolume: %w", err)
 	}
 	sum.stage = time.Since(t0)
-	say("NodeStageVolume: connected, formatted ext4 and mounted in %s", sum.stage.Round(time.Millisecond))
+	say("NodeStageVolume with that VolumeContext: connected, formatted ext4 and mounted in %s", sum.stage.Round(time.Millisecond))
 	if _, err := node.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{
 		VolumeId: volumeID, StagingTargetPath: staging, TargetPath: publish, VolumeCapability: capability,
 	}); err != nil {
@@ -143,7 +182,7 @@ func run(binary string) error {
 	say("metrics before the outage: rds_csi_controller_state %s, rds_csi_controller_reconnects_total %s", controllerState(), sum.reconnectsBefore)
 
 	say("FAULT: unlinking the target port (the listener closes)")
-	if err := tg.Unlink(1, nqn); err != nil {
+	if err := be.Unlink(port, nqn); err != nil {
 		return err
 	}
 	t1 := time.Now()
@@ -161,7 +200,7 @@ func run(binary string) error {
 	say("NodeGetVolumeHealth 3s later: %s: %s", h.GetReason(), h.GetMessage())
 
 	say("RECOVER: relinking the target port")
-	if err := tg.Relink(1, nqn); err != nil {
+	if err := be.Relink(port, nqn); err != nil {
 		return err
 	}
 	t2 := time.Now()
@@ -197,9 +236,23 @@ func run(binary string) error {
 	if len(left) != 0 {
 		return fmt.Errorf("controllers left after unstage: %v", left)
 	}
+	if _, err := ctrl.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: volumeID}); err != nil {
+		return fmt.Errorf("DeleteVolume: %w", err)
+	}
+	subs, err := tg.Subsystems()
+	if err != nil {
+		return err
+	}
+	files, _ := filepath.Glob(filepath.Join(rdsDir, volDir, "*"))
+	say("DeleteVolume: RDS disks left %d, RDS files left %d, files on disk %d, nvmet subsystems %d",
+		len(rds.Disks()), len(rds.Files()), len(files), len(subs))
+	if len(rds.Disks())+len(rds.Files())+len(files)+len(subs) != 0 {
+		return fmt.Errorf("left after DeleteVolume: disks %v files %v %v subsystems %v", rds.Disks(), rds.Files(), files, subs)
+	}
 
 	say("")
 	say("SUMMARY (kernel %s)", kernelRelease())
+	say("  CreateVolume through the controller (SSH to the emulator, file + nvmet export): %s", sum.create.Round(time.Millisecond))
 	say("  stage (connect + mkfs.ext4 + mount): %s", sum.stage.Round(time.Millisecond))
 	say("  port unlink -> volume health INACCESSIBLE: %s (%s)", sum.detect.Round(time.Millisecond), sum.reason)
 	say("  port relink -> healthy: %s", sum.recover.Round(time.Millisecond))
@@ -224,13 +277,38 @@ func startDaemon(binary string) (*guestenv.Daemon, error) {
 	return d, nil
 }
 
-func stopDaemon(d *guestenv.Daemon) {
+// startController runs the binary as the controller against the emulator,
+// with the emulator's client key and host key in files on the guest's /run.
+func startController(binary string, rds *rdstest.Server) (*guestenv.Daemon, error) {
+	if err := guestenv.Prepare(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(guestenv.Path(ctrlDir), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(guestenv.Path(ctrlDir+"/key"), rds.ClientKeyPEM(), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(guestenv.Path(ctrlDir+"/known_hosts"), rds.KnownHosts(), 0o600); err != nil {
+		return nil, err
+	}
+	d, err := guestenv.Start(binary, "--mode", "controller", "--endpoint", "unix://"+ctrlSocket,
+		"--rds-address", rds.Addr(), "--rds-user", rds.User(), "--rds-key-file", ctrlDir+"/key",
+		"--rds-known-hosts-file", ctrlDir+"/known_hosts", "--volume-dir", volDir, "--log-format", "text")
+	if err != nil {
+		return nil, err
+	}
+	say("started rds-csi as the controller (pid %d), RDS %s, known_hosts checked", d.Pid(), rds.Addr())
+	return d, nil
+}
+
+func stopDaemon(d *guestenv.Daemon, name string) {
 	if err := d.Stop(syscall.SIGTERM, 10*time.Second); err != nil {
-		say("rds-csi did not stop cleanly: %v", err)
+		say("%s did not stop cleanly: %v", name, err)
 	}
 	// The daemon's own log, for the record (the host shows it with -v).
 	for _, l := range strings.Split(strings.TrimSpace(d.Logs()), "\n") {
-		fmt.Println("rds-csi: " + l)
+		fmt.Println(name + ": " + l)
 	}
 }
 

@@ -1,10 +1,12 @@
 // Command demo is the README's main job: it boots the QEMU lab (a stock
-// Debian kernel with the kernel's own NVMe/TCP target on loopback), runs the
-// rds-csi binary inside it as the node daemon, and drives it through its CSI
-// gRPC socket: stage and publish an ext4 volume, write data, unlink the
-// target port, watch volume health and the reconnect metrics, relink, verify
-// the data, unpublish and unstage. It prints what happens as it happens and a
-// short summary, and exits non-zero if any step fails.
+// Debian kernel with the kernel's own NVMe/TCP target on loopback), starts
+// the RDS emulator there (RouterOS over SSH, disks as real files exported by
+// nvmet), runs the rds-csi binary inside it as the controller and as the
+// node daemon, and drives them through their CSI gRPC sockets: CreateVolume,
+// stage and publish the volume as ext4, write data, unlink the target port,
+// watch volume health and the reconnect metrics, relink, verify the data,
+// unpublish, unstage and DeleteVolume. It prints what happens as it happens
+// and a short summary, and exits non-zero if any step fails.
 //
 //	go run ./e2e/cmd/demo [-kernel 6.12]
 package main
