@@ -12,16 +12,13 @@ import (
 const classNVMe = "class/nvme"
 
 // controllerAttrs are the controller attributes besides state (read first:
-// a controller without one is being torn down). Each is optional: transports
+// a controller without one is being torn down) and address (read second, by
+// the guard in teardown.go). Each is optional: transports
 // and kernel versions differ in which they show (pcie has no address or
 // timeouts, cntrltype and fast_io_fail_tmo are recent). The core ones are in
 // every kernel since 4.x.
 var controllerAttrs = []attr[Controller]{
 	core(textAttr("transport", func(c *Controller) *string { return &c.Transport })),
-	{name: "address", parse: func(c *Controller, b []byte) (err error) {
-		c.Address, err = ParseAddress(string(b))
-		return err
-	}},
 	textAttr("cntrltype", func(c *Controller) *string { return &c.CntrlType }),
 	core(viaSubsystem(textAttr("subsysnqn", func(c *Controller) *string { return &c.SubsysNQN }))),
 	textAttr("hostnqn", func(c *Controller) *string { return &c.HostNQN }),
@@ -41,10 +38,11 @@ var controllerAttrs = []attr[Controller]{
 }
 
 // connectionAttrs are the controller attributes ControllerConnections reads
-// besides state: those that say which connection a controller is (transport,
-// address, subsystem and host) and how it recovers (the timeouts), and its
-// device number. A subset of controllerAttrs, parsed the same way.
-var connectionAttrs = selectAttrs(controllerAttrs, "transport", "address", "cntrltype", "subsysnqn",
+// besides state and address: with the address, those that say which
+// connection a controller is (transport, subsystem and host) and how it
+// recovers (the timeouts), and its device number. A subset of
+// controllerAttrs, parsed the same way.
+var connectionAttrs = selectAttrs(controllerAttrs, "transport", "cntrltype", "subsysnqn",
 	"hostnqn", "hostid", "ctrl_loss_tmo", "reconnect_delay", "fast_io_fail_tmo", "kato", "dev")
 
 // selectAttrs returns the rows of table with the given names, in table order.
@@ -114,6 +112,9 @@ func checkControllerName(name string) error {
 // path.
 func (fs FS) Controllers() ([]Controller, error) {
 	names, err := fs.controllerNames()
+	if err == nil {
+		guard.forgetExcept(fs.path(classNVMe), names)
+	}
 	if err != nil || len(names) == 0 {
 		return nil, err
 	}
@@ -152,6 +153,9 @@ func (fs FS) Controllers() ([]Controller, error) {
 // which needs no disks. Errors are those of Controllers.
 func (fs FS) ControllerConnections() ([]Controller, error) {
 	names, err := fs.controllerNames()
+	if err == nil {
+		guard.forgetExcept(fs.path(classNVMe), names)
+	}
 	if err != nil || len(names) == 0 {
 		return nil, err
 	}
@@ -238,6 +242,9 @@ func (fs FS) WriteControllerAttr(name, attr, value string) error {
 	if len(value) >= attrMax {
 		return fmt.Errorf("sysfs: value for %s is %d bytes, more than an attribute takes", attr, len(value))
 	}
+	if attr == "delete_controller" || attr == "reset_controller" {
+		defer guard.beginTeardown(fs.path(classNVMe, name))()
+	}
 	f, err := os.OpenFile(fs.path(classNVMe, name, attr), os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return writeError(err)
@@ -299,6 +306,9 @@ func (fs FS) readControllerAttrs(s *scratch, name string, table []attr[Controlle
 	}
 	c := Controller{Name: name, Instance: inst}
 	c.State, c.StateRaw = parseStateBytes(b)
+	if err := guard.readAddress(&d, &c); err != nil {
+		return Controller{}, err
+	}
 	if err := readAttrs(&d, &c, table); err != nil {
 		return Controller{}, err
 	}

@@ -138,3 +138,13 @@ func readRetry(fd int, buf []byte) (int, error) {
 		}
 	}
 }
+
+// ino returns the inode number of the directory: kernfs gives each kernel
+// object its own, so a reused name has a new one.
+func (h dirHandle) ino() (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(h.fd, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}

@@ -70,3 +70,8 @@ func readFileInto(path string, buf []byte) (int, error) {
 	}
 	return n, err
 }
+
+// ino is unknown elsewhere: nothing is remembered by instance.
+func (h dirHandle) ino() (uint64, error) {
+	return 0, errors.ErrUnsupported
+}

@@ -6,8 +6,12 @@
 // Everything hangs off an FS value rooted at a mount point (normally /sys), so
 // tests run in parallel on fixture trees captured from real kernels
 // (testdata/sysfs) or laid out by package sysfstest. There are no
-// package-level path globals, no caches and no open files between calls: an
-// FS is safe for concurrent use.
+// package-level path globals and no open files between calls: an FS is safe
+// for concurrent use. The one piece of process state is the guard around the
+// controller address attribute (teardown.go): reading it while the kernel
+// tears a controller down can oops the kernel, so the package remembers the
+// last address read of each controller instance and which controllers this
+// process is deleting.
 //
 // The layout read (as captured from the lab's 6.1 and 6.12 kernels in
 // testdata/sysfs at the repository's root):
