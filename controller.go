@@ -38,7 +38,7 @@ type controllerOptions struct {
 	maxSessions    int
 	maxClients     int
 	pingInterval   time.Duration
-	listRDS        string // comma-separated further RDS addresses ListSnapshots reads
+	listRDS        string // comma-separated further RDS addresses ListVolumes and ListSnapshots read
 }
 
 func (c *controllerOptions) register(fset *flag.FlagSet) {
@@ -51,7 +51,7 @@ func (c *controllerOptions) register(fset *flag.FlagSet) {
 	fset.StringVar(&c.pool, "pool", csi.DefaultPool, "controller: mount point of the pool disk whose free space GetCapacity reports")
 	fset.IntVar(&c.maxSessions, "rds-max-sessions", routeros.DefaultMaxSessions, "controller: concurrent SSH sessions per SSH client (per RDS and credentials)")
 	fset.IntVar(&c.maxClients, "rds-max-clients", csi.DefaultMaxClients, "controller: SSH clients kept for RDSs and credentials other than the default (one per address and secret; the least recently used idle one is closed beyond this)")
-	fset.StringVar(&c.listRDS, "list-rds", "", "controller: further RDS SSH addresses (comma-separated host[:port]) that a ListSnapshots without filters reads besides --rds-address, with the controller's own credentials unless the request has secrets")
+	fset.StringVar(&c.listRDS, "list-rds", "", "controller: further RDS SSH addresses (comma-separated host[:port]) that ListVolumes and a ListSnapshots without filters read besides --rds-address, with the controller's own credentials unless the request has secrets")
 	fset.DurationVar(&c.pingInterval, "rds-ping-interval", time.Minute, "controller: how often to check that the RDS answers (opens an SSH session; metric rds_csi_routeros_up); 0 disables")
 }
 

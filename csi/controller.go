@@ -55,7 +55,8 @@ type ControllerConfig struct {
 	NQNBase   string // NQNFor(NQNBase, slot)
 	Pool      string // mount point of the pool GetCapacity reads ("" = DefaultPool)
 	// ListRDS are further RDSs (addresses as ParseRDSAddress takes them)
-	// that an unfiltered ListSnapshots reads besides the default one.
+	// that ListVolumes and an unfiltered ListSnapshots read besides the
+	// default one.
 	// NewController keeps them canonical, sorted, without the default.
 	ListRDS []string
 	// Credentials are the controller's own (the Client's): used for a
@@ -560,10 +561,15 @@ func (c *Controller) GetCapacity(ctx context.Context, req *csi.GetCapacityReques
 	return &csi.GetCapacityResponse{AvailableCapacity: p.Free}, nil
 }
 
-// ListVolumes lists this driver's volumes on the default RDS (ListVolumes
-// carries no secrets, and other RDSs are known only from requests) ordered
-// by volume id. The starting_token is the last volume id of the previous
-// page.
+// ListVolumes lists this driver's volumes on the default RDS and every RDS
+// of ControllerConfig.ListRDS (ListVolumes carries no secrets and names no
+// RDS: the controller knows no others), with the controller's own
+// credentials, ordered by volume id. An RDS that cannot be read fails the
+// call (a list that silently left one out would page wrongly). The
+// starting_token is the last volume id of the previous page: the next page
+// starts after it in the order of ids across all RDSs read, so volumes
+// created or deleted between pages, or a token whose volume is gone, never
+// make a page skip or repeat one that stayed.
 func (c *Controller) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
 	if req.GetMaxEntries() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "max_entries must not be negative")
@@ -571,22 +577,32 @@ func (c *Controller) ListVolumes(ctx context.Context, req *csi.ListVolumesReques
 	tok := req.GetStartingToken()
 	if tok != "" {
 		id, err := ParseVolumeID(tok)
-		if err != nil || id.Legacy || id.RDS != c.cfg.RDSAddress {
+		if err != nil || id.Legacy || !slices.Contains(c.listRDS(), id.RDS) {
 			return nil, status.Errorf(codes.Aborted, "starting_token %s is not one this driver returned", quoteBounded(tok))
 		}
-		tok = id.Slot
 	}
-	disks, err := c.cfg.Client.Disks(ctx, routeros.SlotPrefix)
-	if err != nil {
-		return nil, controllerStatus("list volumes", err)
-	}
-	ids := map[string]int64{}
-	for _, d := range disks {
-		if routeros.IsVolumeSlot(d.Slot) {
-			ids[d.Slot] = d.Size
+	sizes := map[string]int64{} // volume id -> size
+	for _, rds := range c.listRDS() {
+		cl, err := c.rds(rds, nil)
+		if err != nil {
+			return nil, err
+		}
+		disks, err := cl.Disks(ctx, routeros.SlotPrefix)
+		if err != nil {
+			return nil, controllerStatus("list volumes on "+rds, err)
+		}
+		for _, d := range disks {
+			if !routeros.IsVolumeSlot(d.Slot) {
+				continue
+			}
+			id, err := FormatVolumeID(rds, d.Slot)
+			if err != nil {
+				return nil, status.Error(codes.Internal, err.Error())
+			}
+			sizes[id] = d.Size
 		}
 	}
-	sorted := slices.Sorted(maps.Keys(ids))
+	sorted := slices.Sorted(maps.Keys(sizes))
 	start := 0
 	if tok != "" {
 		start, _ = slices.BinarySearch(sorted, tok)
@@ -595,16 +611,12 @@ func (c *Controller) ListVolumes(ctx context.Context, req *csi.ListVolumesReques
 		}
 	}
 	out := &csi.ListVolumesResponse{}
-	for _, slot := range sorted[start:] {
+	for _, id := range sorted[start:] {
 		if req.GetMaxEntries() > 0 && len(out.Entries) == int(req.GetMaxEntries()) {
 			out.NextToken = out.Entries[len(out.Entries)-1].GetVolume().GetVolumeId()
 			break
 		}
-		id, err := FormatVolumeID(c.cfg.RDSAddress, slot)
-		if err != nil {
-			return nil, status.Error(codes.Internal, err.Error())
-		}
-		out.Entries = append(out.Entries, &csi.ListVolumesResponse_Entry{Volume: &csi.Volume{VolumeId: id, CapacityBytes: ids[slot]}})
+		out.Entries = append(out.Entries, &csi.ListVolumesResponse_Entry{Volume: &csi.Volume{VolumeId: id, CapacityBytes: sizes[id]}})
 	}
 	return out, nil
 }

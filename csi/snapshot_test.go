@@ -475,16 +475,12 @@ func TestSnapshotOnItsVolumesRDS(t *testing.T) {
 	}
 }
 
-// TestListSnapshotsAcrossRDSs: with a second RDS in ListRDS (reached with
-// the controller's own key, which both accept), an unfiltered list pages
-// through the snapshots of both in snapshot id order; a snapshot created
-// and the token's own snapshot deleted between pages neither make a page
-// repeat nor skip one that stayed; the snapshot_id and source_volume_id
-// filters read the RDS their id names; a listed RDS that does not answer
-// fails the list (Unavailable), never a silently shorter one. Without
-// ListRDS only the default RDS is read.
-func TestListSnapshotsAcrossRDSs(t *testing.T) {
-	a := startRDS(t)
+// twoRDSs starts two emulated RDSs that both accept the same client key,
+// and returns them with a constructor of controllers whose default RDS is a
+// and whose ListRDS is list, reaching both with their own credentials.
+func twoRDSs(t *testing.T) (a, b *rdstest.Server, newCtrl func(list []string) *Controller) {
+	t.Helper()
+	a = startRDS(t)
 	b, err := rdstest.Start(rdstest.Options{ClientKeyPEM: a.ClientKeyPEM()})
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +493,7 @@ func TestListSnapshotsAcrossRDSs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { run.Close() })
-	newCtrl := func(list []string) *Controller {
+	newCtrl = func(list []string) *Controller {
 		c, err := NewController(ControllerConfig{Client: routeros.NewClient(run, nil), RDSAddress: a.Addr(), ListRDS: list,
 			VolumeDir: testVolumeDir, NQNBase: "nqn.2000-02.com.mikrotik", Credentials: own, Logger: log})
 		if err != nil {
@@ -506,6 +502,19 @@ func TestListSnapshotsAcrossRDSs(t *testing.T) {
 		t.Cleanup(c.Close)
 		return c
 	}
+	return a, b, newCtrl
+}
+
+// TestListSnapshotsAcrossRDSs: with a second RDS in ListRDS (reached with
+// the controller's own key, which both accept), an unfiltered list pages
+// through the snapshots of both in snapshot id order; a snapshot created
+// and the token's own snapshot deleted between pages neither make a page
+// repeat nor skip one that stayed; the snapshot_id and source_volume_id
+// filters read the RDS their id names; a listed RDS that does not answer
+// fails the list (Unavailable), never a silently shorter one. Without
+// ListRDS only the default RDS is read.
+func TestListSnapshotsAcrossRDSs(t *testing.T) {
+	a, b, newCtrl := twoRDSs(t)
 	// The default and a repeat are dropped.
 	c := newCtrl([]string{b.Addr(), a.Addr(), b.Addr()})
 	if !slices.Equal(c.cfg.ListRDS, []string{b.Addr()}) {
