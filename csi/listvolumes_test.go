@@ -69,40 +69,15 @@ func TestListVolumesAcrossRDSs(t *testing.T) {
 
 	// Page by 2; between the first and the second page the token's own
 	// volume is deleted and a new one created.
-	page := list(&csi.ListVolumesRequest{MaxEntries: 2})
-	if len(page) != 3 || page[2] != "next:"+page[1] || !slices.Equal(page[:2], all[:2]) {
-		t.Fatalf("first page %v, want %v and a token", page, all[:2])
-	}
-	tok := page[1]
-	if _, err := c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: tok}); err != nil {
-		t.Fatal(err)
-	}
-	ofA = slices.DeleteFunc(ofA, func(id string) bool { return id == tok })
-	added := vol("pvc-new", b, 1<<20)
-	got := page[:2]
-	for i := 0; tok != ""; i++ {
-		if i == 10 {
-			t.Fatal("pagination does not end")
+	checkPagingAcrossChange(t, all, func(max int32, tok string) []string {
+		return list(&csi.ListVolumesRequest{MaxEntries: max, StartingToken: tok})
+	}, func(tok string) string {
+		if _, err := c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: tok}); err != nil {
+			t.Fatal(err)
 		}
-		p := list(&csi.ListVolumesRequest{MaxEntries: 2, StartingToken: tok})
-		tok = ""
-		if n := len(p); n > 0 && strings.HasPrefix(p[n-1], "next:") {
-			tok, p = strings.TrimPrefix(p[n-1], "next:"), p[:n-1]
-		}
-		got = append(got, p...)
-	}
-	seen := map[string]int{}
-	for _, id := range got {
-		seen[id]++
-	}
-	for _, id := range all {
-		if id != page[1] && seen[id] != 1 {
-			t.Errorf("volume %s listed %d times over the pages %v", id, seen[id], got)
-		}
-	}
-	if seen[page[1]] != 1 || seen[added] > 1 || !slices.IsSorted(got) {
-		t.Errorf("pages %v: want the deleted token listed once (first page), the new volume at most once, all in id order", got)
-	}
+		ofA = slices.DeleteFunc(ofA, func(id string) bool { return id == tok })
+		return vol("pvc-new", b, 1<<20)
+	})
 
 	// A token of an RDS the controller does not list.
 	id, err := ParseVolumeID(ofA[0])
@@ -129,4 +104,49 @@ func TestListVolumesAcrossRDSs(t *testing.T) {
 	if _, err := c.ListVolumes(ctx, &csi.ListVolumesRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("list with RDS b down: %v, want Unavailable", err)
 	}
+}
+
+// checkPagingAcrossChange pages through a list of ids (all, sorted: what an
+// unfiltered list returns) by 2, with list(max, token) returning one page's
+// ids followed by "next:<token>" when there is more. Between the first and
+// the second page, change deletes the object named by the first page's
+// token and creates one, whose id it returns. Every id that stayed must be
+// listed exactly once, in id order, the new one at most once. It returns
+// the token it deleted and the id change created.
+func checkPagingAcrossChange(t *testing.T, all []string, list func(max int32, tok string) []string, change func(tok string) string) (deleted, added string) {
+	t.Helper()
+	page := list(2, "")
+	if len(page) != 3 || page[2] != "next:"+page[1] || !slices.Equal(page[:2], all[:2]) {
+		t.Fatalf("first page %v, want %v and a token", page, all[:2])
+	}
+	tok := page[1]
+	added = change(tok)
+	got := page[:2]
+	for i := 0; tok != ""; i++ {
+		if i == 10 {
+			t.Fatal("pagination does not end")
+		}
+		p := list(2, tok)
+		tok = ""
+		if n := len(p); n > 0 && strings.HasPrefix(p[n-1], "next:") {
+			tok, p = strings.TrimPrefix(p[n-1], "next:"), p[:n-1]
+		}
+		got = append(got, p...)
+	}
+	seen := map[string]int{}
+	for _, id := range got {
+		seen[id]++
+	}
+	for _, id := range all {
+		if id != page[1] && seen[id] != 1 {
+			t.Errorf("%s listed %d times over the pages %v", id, seen[id], got)
+		}
+	}
+	if !slices.IsSorted(got) {
+		t.Errorf("pages %v not in id order", got)
+	}
+	if seen[added] > 1 {
+		t.Errorf("%s, created between pages, listed %d times", added, seen[added])
+	}
+	return page[1], added
 }
