@@ -20,7 +20,7 @@ type LabFailure struct {
 // failureStart matches the first line of a lab failure message in the host's
 // -v output: a guest test's output or a boot failure with a console tail
 // (the t.Error and t.Fatal calls of lab_test.go).
-var failureStart = regexp.MustCompile(`^    \S+\.go:\d+: (guest test failed:|.*; console:)$`)
+var failureStart = regexp.MustCompile(`^    \S+\.go:\d+: (guest test failed:|the guest kernel reported trouble:|.*; console:)$`)
 
 // testHeader matches the lines naming the test whose output follows.
 var testHeader = regexp.MustCompile(`^=== (RUN|NAME|CONT) +(\S+)`)

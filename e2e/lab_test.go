@@ -106,7 +106,7 @@ func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
 	for _, inv := range invocations {
 		fmt.Fprintf(&job, "./kerneltest.test -test.v -test.timeout=900s %s >> /out/kerneltest.log 2>&1 || rc=1\n", inv)
 	}
-	job.WriteString("tail -n 3 /out/kerneltest.log\nexit $rc\n")
+	job.WriteString("dmesg > /out/dmesg.txt 2>&1\ntail -n 3 /out/kerneltest.log\nexit $rc\n")
 
 	console, err := os.Create(filepath.Join(runDir, "console.log"))
 	if err != nil {
@@ -141,6 +141,7 @@ func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
 			}
 		})
 	}
+	checkKernelLog(t, runDir)
 	if bootErr != nil {
 		t.Fatalf("boot: %v; console:\n%s", bootErr, tail(filepath.Join(runDir, "console.log"), 60))
 	}
@@ -161,6 +162,29 @@ func bootAndReport(ctx context.Context, t *testing.T, r labRun, bin string) {
 				}
 			}
 		}
+	}
+}
+
+// checkKernelLog fails the boot when the guest kernel reported an oops, a
+// BUG, a soft lockup or a hung task (in its dmesg, written by the job, or on
+// the console, which has it when the job never finished), quoting the
+// report; and logs the end of the guest's dmesg when the boot failed.
+func checkKernelLog(t *testing.T, runDir string) {
+	t.Helper()
+	var logs []string
+	for _, f := range []string{"dmesg.txt", "console.log"} {
+		if b, err := os.ReadFile(filepath.Join(runDir, f)); err == nil {
+			logs = append(logs, string(b))
+		}
+	}
+	for _, log := range logs {
+		if reports := KernelTrouble(log); len(reports) > 0 {
+			t.Errorf("the guest kernel reported trouble:\n%s", strings.Join(reports, "\n\n"))
+			break
+		}
+	}
+	if t.Failed() {
+		t.Logf("guest dmesg, last 80 lines:\n%s", tail(filepath.Join(runDir, "dmesg.txt"), 80))
 	}
 }
 
@@ -229,7 +253,10 @@ func tail(path string, n int) string {
 // with native multipath on (the full suite) and off (the layout tests).
 func TestLab(t *testing.T) {
 	requireLab(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	// Below make e2e's go test -timeout (60m), so that a boot that runs out
+	// of time still reports its guest tests. The lab took 30 min in the
+	// last clean-clone CI run.
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	bin, rdsCSI := filepath.Join(dir, "kerneltest.test"), filepath.Join(dir, "rds-csi")
