@@ -121,8 +121,17 @@ func TestProofMultipathFailover(t *testing.T) {
 	clock.mark("writer halt")
 	must(t, os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0))
 	clock.mark("drop caches")
+	probe := startIOProbe(2 * time.Second)
+	readStart := time.Now()
 	res.verify = verifyLoad(v.file(), acked)
+	tcp, samples := probe.finish()
 	clock.mark("read back")
+	if d := time.Since(readStart); d > 20*time.Second {
+		// 7 s when this proof runs alone under TCG; much longer in some
+		// full runs, with the guest idle. Say what it waited on.
+		t.Logf("read back took %s; TCP over it: %s; samples every 2 s (first 6, last 3):\n%s",
+			fmtDur(d), tcp, strings.Join(firstLast(samples, 6, 3), "\n"))
+	}
 	if res.verify.err != nil || res.verify.good != acked {
 		t.Errorf("acknowledged blocks read back: %s", res.verify)
 	}
