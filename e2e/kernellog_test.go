@@ -27,7 +27,7 @@ const sampleDmesg = `[   12.100000] nvme nvme0: new ctrl: NQN "nqn.2024-01.io.te
 `
 
 func TestKernelTrouble(t *testing.T) {
-	got := KernelTrouble(sampleDmesg)
+	got := KernelTrouble(sampleDmesg, false)
 	if len(got) != 1 {
 		t.Fatalf("reports %q, want the one oops", got)
 	}
@@ -37,11 +37,21 @@ func TestKernelTrouble(t *testing.T) {
 		t.Errorf("report:\n%s\nwant the oops from its BUG line to its end marker", got[0])
 	}
 	quiet := strings.Join(strings.Split(sampleDmesg, "\n")[:4], "\n")
-	if got := KernelTrouble(quiet); len(got) != 0 {
+	if got := KernelTrouble(quiet, false); len(got) != 0 {
 		t.Errorf("expected nvme noise reported as trouble: %q", got)
 	}
-	hung := "[ 500.0] INFO: task kerneltest.test:77 blocked for more than 122 seconds.\n[ 500.1] Call Trace:\n"
-	if got := KernelTrouble(hung); len(got) != 1 {
-		t.Errorf("hung task: reports %q, want one", got)
+	if got := KernelTrouble(sampleDmesg, true); len(got) != 0 {
+		t.Errorf("the oops reported as slowness: %q", got)
+	}
+	for _, slow := range []string{
+		"[ 500.0] INFO: task kerneltest.test:77 blocked for more than 122 seconds.\n[ 500.1] Call Trace:\n",
+		"[ 256.8] watchdog: BUG: soft lockup - CPU#1 stuck for 25s! [kerneltest.test:197]\n[ 256.9] RIP: 0010:clear_page_erms+0xb/0x20\n",
+	} {
+		if got := KernelTrouble(slow, true); len(got) != 1 {
+			t.Errorf("%q: slow reports %q, want one", slow, got)
+		}
+		if got := KernelTrouble(slow, false); len(got) != 0 {
+			t.Errorf("%q: reported as a fault: %q", slow, got)
+		}
 	}
 }

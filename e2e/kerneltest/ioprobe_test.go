@@ -14,11 +14,14 @@ import (
 // kernel's TCP retransmissions and retransmission timeouts (every nvme-tcp
 // queue and the target's are TCP over lo), the requests in flight per NVMe
 // disk, the controllers' states, and the kernel stacks of this process's
-// threads that wait in the block layer or nvme. A proof that finds a phase
+// threads that are in the kernel and not idly waiting. A proof that finds a phase
 // slow reports the samples, so that the next run says why.
 type ioProbe struct {
 	start   time.Time
 	tcp0    map[string]int64
+	cpu0    []int64          // /proc/stat's cpu line
+	self0   [2]int64         // this process's utime, stime
+	vm0     map[string]int64 // /proc/vmstat
 	stop    chan struct{}
 	done    sync.WaitGroup
 	mu      sync.Mutex
@@ -27,7 +30,7 @@ type ioProbe struct {
 
 // startIOProbe samples every interval until finish.
 func startIOProbe(every time.Duration) *ioProbe {
-	p := &ioProbe{start: time.Now(), tcp0: tcpCounters(), stop: make(chan struct{})}
+	p := &ioProbe{start: time.Now(), tcp0: tcpCounters(), cpu0: cpuTicks(), self0: selfTicks(), vm0: vmstat(), stop: make(chan struct{})}
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
@@ -48,12 +51,90 @@ func startIOProbe(every time.Duration) *ioProbe {
 	return p
 }
 
-// finish stops sampling and returns the TCP counters' growth over the
-// phase and the samples taken.
-func (p *ioProbe) finish() (tcp string, samples []string) {
+// finish stops sampling and returns the growth over the phase of the TCP
+// counters, the guest's CPU time by kind, this process's CPU time and the
+// memory-management counters that say the kernel worked to find memory;
+// and the samples taken.
+func (p *ioProbe) finish() (summary string, samples []string) {
 	close(p.stop)
 	p.done.Wait()
-	return p.tcpDelta(), p.samples
+	var b strings.Builder
+	b.WriteString(p.tcpDelta())
+	if cpu := cpuTicks(); len(cpu) >= 8 && len(p.cpu0) >= 8 {
+		var total int64
+		d := make([]int64, 8)
+		for i := range d {
+			d[i] = cpu[i] - p.cpu0[i]
+			total += d[i]
+		}
+		if total > 0 {
+			fmt.Fprintf(&b, "; guest CPU user %d%%, nice %d%%, system %d%%, idle %d%%, iowait %d%%, irq+softirq %d%%, steal %d%%",
+				100*d[0]/total, 100*d[1]/total, 100*d[2]/total, 100*d[3]/total, 100*d[4]/total, 100*(d[5]+d[6])/total, 100*d[7]/total)
+		}
+	}
+	self := selfTicks()
+	fmt.Fprintf(&b, "; this process: user %d ticks, system %d ticks", self[0]-p.self0[0], self[1]-p.self0[1])
+	vm := vmstat()
+	for _, k := range []string{"pgmajfault", "pgpgin", "allocstall_normal", "allocstall_movable", "compact_stall", "pgscan_direct", "pgscan_kswapd", "workingset_refault_file", "thp_fault_alloc"} {
+		if d := vm[k] - p.vm0[k]; d != 0 {
+			fmt.Fprintf(&b, "; %s +%d", k, d)
+		}
+	}
+	return b.String(), p.samples
+}
+
+// cpuTicks is /proc/stat's first line: user, nice, system, idle, iowait,
+// irq, softirq, steal, ... in clock ticks.
+func cpuTicks() []int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var out []int64
+	for _, f := range strings.Fields(line)[1:] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return nil
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// selfTicks is this process's utime and stime (/proc/self/stat).
+func selfTicks() [2]int64 {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return [2]int64{}
+	}
+	// The fields after the command's closing parenthesis: utime and stime
+	// are the 12th and 13th of them.
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return [2]int64{}
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return [2]int64{u, s}
+}
+
+// vmstat is /proc/vmstat by name.
+func vmstat() map[string]int64 {
+	out := map[string]int64{}
+	b, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		return out
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				out[k] = n
+			}
+		}
+	}
+	return out
 }
 
 func (p *ioProbe) tcpDelta() string {
@@ -89,7 +170,9 @@ func (p *ioProbe) sample() string {
 			continue
 		}
 		s := string(v)
-		if strings.Contains(s, "nvme") || strings.Contains(s, "blk_") || strings.Contains(s, "folio_wait") || strings.Contains(s, "io_schedule") {
+		idle := s == "" || strings.Contains(s, "futex_wait") || strings.Contains(s, "ep_poll") ||
+			strings.Contains(s, "do_nanosleep") || strings.Contains(s, "do_sys_poll")
+		if !idle {
 			fmt.Fprintf(&b, "\n    task %s:\n%s", filepath.Base(filepath.Dir(f)), indent(strings.TrimSpace(s), "      "))
 		}
 	}

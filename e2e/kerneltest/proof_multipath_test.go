@@ -129,7 +129,7 @@ func TestProofMultipathFailover(t *testing.T) {
 	if d := time.Since(readStart); d > 20*time.Second {
 		// 7 s when this proof runs alone under TCG; much longer in some
 		// full runs, with the guest idle. Say what it waited on.
-		t.Logf("read back took %s; TCP over it: %s; samples every 2 s (first 6, last 3):\n%s",
+		t.Logf("read back took %s; over it: %s; samples every 2 s (first 6, last 3):\n%s",
 			fmtDur(d), tcp, strings.Join(firstLast(samples, 6, 3), "\n"))
 	}
 	if res.verify.err != nil || res.verify.good != acked {
