@@ -74,6 +74,11 @@ type VM struct {
 	Job string
 	// Console receives the guest's serial console as it comes.
 	Console io.Writer
+	// Modules are kernel modules to load beyond the lab's own (with their
+	// dependencies), e.g. the Kubernetes node's overlay and bridge.
+	Modules []string
+	// QEMUArgs are added to QEMU's command line (e.g. a network device).
+	QEMUArgs []string
 }
 
 // Result is what a boot left behind.
@@ -92,7 +97,7 @@ func (vm VM) Boot(ctx context.Context) (Result, error) {
 	}
 	initrd := filepath.Join(vm.RunDir, "initramfs.cpio")
 	var stderr bytes.Buffer
-	mk := exec.CommandContext(ctx, "bash", filepath.Join(labDir(), "initramfs.sh"), vm.Kernel.Dir, initrd)
+	mk := exec.CommandContext(ctx, "bash", filepath.Join(labDir(), "initramfs.sh"), vm.Kernel.Dir, initrd, strings.Join(vm.Modules, " "))
 	mk.Stderr = &stderr
 	if err := mk.Run(); err != nil {
 		return Result{}, fmt.Errorf("initramfs: %w: %s", err, stderr.String())
@@ -123,6 +128,7 @@ func (vm VM) Boot(ctx context.Context) (Result, error) {
 		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
 		"-virtfs", "local,path=" + vm.RunDir + ",mount_tag=out,security_model=none,multidevs=remap",
 	}
+	args = append(args, vm.QEMUArgs...)
 	qemu := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	console := vm.Console
 	if console == nil {

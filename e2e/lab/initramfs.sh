@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# initramfs.sh KDIR OUT: write a plain newc initramfs to OUT for the kernel
+# initramfs.sh KDIR OUT [EXTRA]: write a plain newc initramfs to OUT for the kernel
 # prepared by kernel.sh in KDIR: static busybox, the lab's /init and the
 # module closure the lab needs (NVMe/TCP host and target, null_blk, loop,
-# ext4, xfs, configfs, 9p over virtio, netem, veth).
+# ext4, xfs, configfs, 9p over virtio, netem, veth), and the EXTRA modules
+# (a space-separated list, e.g. the Kubernetes node's overlay, bridge and
+# virtio_net).
 set -euo pipefail
-kdir=${1:?usage: initramfs.sh KDIR OUT}
-out=${2:?usage: initramfs.sh KDIR OUT}
+kdir=${1:?usage: initramfs.sh KDIR OUT [EXTRA]}
+out=${2:?usage: initramfs.sh KDIR OUT [EXTRA]}
+extra=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 kver=$(cat "$kdir/kver")
 busybox=$(command -v busybox || true)
@@ -21,7 +24,7 @@ cp "$here/init" "$root/init"
 chmod 0755 "$root/init"
 
 modules="configfs nvme-tcp nvmet-tcp null_blk loop ext4 xfs 9p 9pnet_virtio virtio_pci virtio_blk
-	sch_netem crc32c_generic crc32c-intel veth tls"
+	sch_netem crc32c_generic crc32c-intel veth tls $extra"
 : > "$root/lib/modules/order"
 for m in $modules; do
 	# --show-depends lists the closure in load order; "builtin" ones need nothing.

@@ -131,6 +131,15 @@ func (s *Server) KnownHosts() []byte {
 	return []byte(knownhosts.Line([]string{knownhosts.Normalize(s.Addr())}, s.hostKey.PublicKey()) + "\n")
 }
 
+// KnownHostsFor is a known_hosts line naming addr (host:port) for the
+// current host key: for clients that reach the server through a forwarder
+// at another address.
+func (s *Server) KnownHostsFor(addr string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return []byte(knownhosts.Line([]string{knownhosts.Normalize(addr)}, s.hostKey.PublicKey()) + "\n")
+}
+
 // SetVariant switches the unverified behaviours.
 func (s *Server) SetVariant(v Variant) { s.mu.Lock(); s.m.variant = v; s.mu.Unlock() }
 
