@@ -76,6 +76,15 @@ func (c *Controller) ControllerPublishVolume(ctx context.Context, req *csi.Contr
 		return nil, status.Errorf(codes.NotFound, "publish volume: node id %s carries no host NQN: not a node plugin of this version (upgrade the node plugin DaemonSet first)", quoteBounded(req.GetNodeId()))
 	}
 	id, cl, err := c.volume("publish volume", req.GetVolumeId(), req.GetSecrets())
+	if status.Code(err) == codes.NotFound && staticShaped(req.GetVolumeContext()) {
+		if _, perr := ParseParams(req.GetVolumeContext()); perr != nil {
+			// A static PV's attributes the node would refuse: say which
+			// key now (the VolumeAttachment's error and the pod's
+			// FailedAttachVolume event carry it), not that the handle is
+			// unknown.
+			return nil, status.Errorf(codes.InvalidArgument, "publish volume %s: static volume's attributes: %v", quoteBounded(req.GetVolumeId()), perr)
+		}
+	}
 	if status.Code(err) == codes.NotFound && staticVolume(req.GetVolumeContext()) {
 		// A static PV's volume (a hand-written volumeHandle and
 		// volumeAttributes the node stages with): no disk of ours to
@@ -148,11 +157,17 @@ func (c *Controller) ControllerPublishVolume(ctx context.Context, req *csi.Contr
 // stages it from its own attributes (they parse), and no controller wrote it
 // (no KeyContextVersion).
 func staticVolume(vctx map[string]string) bool {
-	if len(vctx) == 0 || vctx[KeyContextVersion] != "" {
+	if !staticShaped(vctx) {
 		return false
 	}
 	_, err := ParseParams(vctx)
 	return err == nil
+}
+
+// staticShaped: attributes written by hand (a static PV's), not a context
+// this controller made (those carry KeyContextVersion).
+func staticShaped(vctx map[string]string) bool {
+	return len(vctx) > 0 && vctx[KeyContextVersion] == ""
 }
 
 // fencing decides whether a publish fences the disk: when the volume

@@ -303,7 +303,8 @@ func TestPublishFencing(t *testing.T) {
 // TestPublishStaticVolume: a static PV's volume (a handle that is not ours,
 // attributes the node stages with) is published and unpublished without a
 // record; the same handle without attributes, or with a controller's
-// context-version, is NotFound.
+// context-version, is NotFound; with attributes the node would refuse, it
+// is InvalidArgument naming the key.
 func TestPublishStaticVolume(t *testing.T) {
 	c, srv := newTestController(t)
 	vc := capOf(false, csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER)
@@ -317,7 +318,11 @@ func TestPublishStaticVolume(t *testing.T) {
 	wantPubCode(t, "no attributes", publishCtx(c, "static-1", nodeA, vc, nil), codes.NotFound, "")
 	attrs[KeyContextVersion] = ContextVersion
 	wantPubCode(t, "a controller's context", publishCtx(c, "static-1", nodeA, vc, attrs), codes.NotFound, "")
-	wantPubCode(t, "bad attributes", publishCtx(c, "static-1", nodeA, vc, map[string]string{KeyNQN: "x"}), codes.NotFound, "")
+	// Attributes the node would refuse: InvalidArgument naming the key
+	// (what the VolumeAttachment and the pod's events show).
+	wantPubCode(t, "bad attributes", publishCtx(c, "static-1", nodeA, vc, map[string]string{KeyNQN: "x"}), codes.InvalidArgument, KeyNVMeAddress)
+	bad := map[string]string{KeyNVMeAddress: "10.0.0.5", KeyNQN: "nqn.2000-02.com.mikrotik:static-1", KeyReconnectDelay: "5s"}
+	wantPubCode(t, "a typo'd reconnectDelay", publishCtx(c, "static-1", nodeA, vc, bad), codes.InvalidArgument, KeyReconnectDelay)
 	if len(srv.Commands()) != 0 {
 		t.Errorf("commands %q for a static volume", srv.Commands())
 	}
