@@ -83,6 +83,7 @@ func BuildImages(ctx context.Context, outDir string, logf func(string, ...any)) 
 		{"attacher", &imgs.Attacher, buildAttacher},
 	} {
 		start := time.Now()
+		logf("k8slab: building image %s", imageRef(b.name))
 		work := filepath.Join(outDir, b.name+".build")
 		if err := os.MkdirAll(work, 0o755); err != nil {
 			return Images{}, err

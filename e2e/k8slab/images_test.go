@@ -436,9 +436,19 @@ func TestIntegrationBuildImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := []Image{imgs.Pause, imgs.App, imgs.Plugin, imgs.Attacher}
+	entrypoints := map[string][]string{
+		imgs.Pause.Name:    {"/pause"},
+		imgs.App.Name:      nil, // Cmd sh
+		imgs.Plugin.Name:   {"/usr/local/bin/rds-csi"},
+		imgs.Attacher.Name: {"/csi-attacher"},
+	}
 	for _, img := range all {
-		if ref := imageArchiveName(t, img.Archive); ref != img.Name {
+		ref, cfg := archiveImage(t, img.Archive)
+		if ref != img.Name {
 			t.Errorf("%s: index names %q", img.Archive, ref)
+		}
+		if diff := cmp.Diff(entrypoints[img.Name], cfg.Entrypoint); diff != "" {
+			t.Errorf("%s: entrypoint (-want +got):\n%s", img.Name, diff)
 		}
 	}
 	files := archiveFiles(t, imgs.Plugin.Archive)
@@ -464,17 +474,25 @@ func TestIntegrationBuildImages(t *testing.T) {
 	}
 
 	// Each image runs: busybox writes and hashes a file, the plugin and the
-	// attacher print their versions, pause ends on SIGTERM.
+	// attacher print their versions, the plugin's tools run, pause ends on
+	// SIGTERM. (ctr run's arguments replace the entrypoint too.)
 	out := c.ctr(t, "run", "--rm", imgs.App.Name, "app", "sh", "-c", "echo lab > /tmp/f && sync && sha256sum /tmp/f")
 	sum := sha256.Sum256([]byte("lab\n"))
 	if want := hex.EncodeToString(sum[:]) + "  /tmp/f"; !strings.Contains(out, want) {
 		t.Errorf("app: %q", out)
 	}
-	if out := c.ctr(t, "run", "--rm", imgs.Plugin.Name, "plugin", "--version"); !strings.HasPrefix(out, "rds-csi ") {
+	if out := c.ctr(t, "run", "--rm", imgs.Plugin.Name, "plugin", "/usr/local/bin/rds-csi", "--version"); !strings.HasPrefix(out, "rds-csi ") {
 		t.Errorf("plugin --version: %q", out)
 	}
-	if out := c.ctr(t, "run", "--rm", imgs.Attacher.Name, "attacher", "--version"); !strings.Contains(out, AttacherVersion) {
+	if out := c.ctr(t, "run", "--rm", imgs.Attacher.Name, "attacher", "/csi-attacher", "--version"); !strings.Contains(out, AttacherVersion) {
 		t.Errorf("attacher --version: %q", out)
+	}
+	tools := c.ctr(t, "run", "--rm", imgs.Plugin.Name, "tools", "sh", "-c",
+		"mkfs.xfs -V && mke2fs -V 2>&1 && blkid -V && mount -V && xfs_growfs -V && resize2fs 2>&1 | head -1")
+	for _, want := range []string{"mkfs.xfs version", "mke2fs 1.", "blkid from util-linux", "mount from util-linux", "xfs_growfs version", "resize2fs 1."} {
+		if !strings.Contains(tools, want) {
+			t.Errorf("the plugin's tools: no %q in\n%s", want, tools)
+		}
 	}
 	c.ctr(t, "run", "-d", imgs.Pause.Name, "pause")
 	c.ctr(t, "task", "kill", "-s", "SIGTERM", "pause")
@@ -489,32 +507,41 @@ func TestIntegrationBuildImages(t *testing.T) {
 	c.ctr(t, "containers", "rm", "pause")
 }
 
-// imageArchiveName is the name the archive's index gives its manifest.
-func imageArchiveName(t *testing.T, archive string) string {
+// archiveImage is the name the archive's index gives its one manifest, and
+// that manifest's image configuration.
+func archiveImage(t *testing.T, archive string) (string, containerConfig) {
 	t.Helper()
 	f, err := os.Open(archive)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	small := ociArchive{} // index, manifests and configs; not the layers
 	tr := tar.NewReader(f)
 	for {
 		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
-			t.Fatalf("%s: no index.json: %v", archive, err)
-		}
-		if hdr.Name != "index.json" {
-			continue
-		}
-		var idx index
-		if err := json.NewDecoder(tr).Decode(&idx); err != nil {
 			t.Fatal(err)
 		}
-		if len(idx.Manifests) != 1 {
-			t.Fatalf("%s: %d manifests", archive, len(idx.Manifests))
+		if hdr.Typeflag != tar.TypeReg || hdr.Size > 1<<16 {
+			continue
 		}
-		return idx.Manifests[0].Annotations[annotationRefName]
+		if small[hdr.Name], err = io.ReadAll(tr); err != nil {
+			t.Fatal(err)
+		}
 	}
+	var idx index
+	if err := json.Unmarshal(small["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
+		t.Fatalf("%s: index.json: %v, %d manifests, want 1", archive, err, len(idx.Manifests))
+	}
+	var man manifest
+	small.json(t, idx.Manifests[0], &man)
+	var cfg imageConfig
+	small.json(t, man.Config, &cfg)
+	return idx.Manifests[0].Annotations[annotationRefName], cfg.Config
 }
 
 // archiveFiles are the paths in all the layers of an archive (read without
