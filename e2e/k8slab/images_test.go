@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -656,4 +657,44 @@ func (c *containerd) ctr(t *testing.T, args ...string) string {
 		t.Fatalf("ctr %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// When ctx ends, run stops the command's whole process group, the
+// children it started in the background included.
+func TestRunStopsProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for {
+			if data, err := os.ReadFile(pidFile); err == nil && strings.HasSuffix(string(data), "\n") {
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	_, err := run(ctx, "", nil, "bash", "-c", `sleep 100 & echo $! > "$0.tmp"; mv "$0.tmp" "$0"; wait`, pidFile)
+	if err == nil {
+		t.Fatal("a cancelled command succeeded")
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("run took %s to stop", d)
+	}
+	data, rerr := os.ReadFile(pidFile)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	if pid <= 1 {
+		t.Fatalf("pid file %q", data)
+	}
+	// The background sleep is dead: gone, or a zombie waiting for init.
+	stat, serr := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if serr == nil {
+		if i := bytes.LastIndexByte(stat, ')'); i < 0 || !bytes.HasPrefix(stat[i+1:], []byte(" Z")) {
+			t.Errorf("the background child %d outlived run: %s", pid, stat)
+		}
+	}
 }
