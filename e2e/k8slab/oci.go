@@ -106,7 +106,7 @@ type layer interface {
 // archive (written beside it, then renamed into place). The index names the
 // one manifest with spec.Name in both annotationRefName and
 // annotationImageName, for the linux/GOARCH platform.
-func writeOCIArchive(archive string, spec imageSpec) (err error) {
+func writeOCIArchive(archive string, spec imageSpec) error {
 	tmp, err := os.MkdirTemp(filepath.Dir(archive), ".oci-")
 	if err != nil {
 		return err
@@ -165,7 +165,12 @@ func writeOCIArchive(archive string, spec imageSpec) (err error) {
 	if err != nil {
 		return err
 	}
+	return writeLayoutTar(archive, tmp, blobs, idxJSON)
+}
 
+// writeLayoutTar writes the image layout's tar: oci-layout, the blobs (files
+// of blobDir named by their digests' hex) and the index last.
+func writeLayoutTar(archive, blobDir string, blobs []string, idxJSON []byte) (err error) {
 	out, err := os.CreateTemp(filepath.Dir(archive), ".oci-archive-")
 	if err != nil {
 		return err
@@ -191,7 +196,7 @@ func writeOCIArchive(archive string, spec imageSpec) (err error) {
 			continue
 		}
 		seen[hx] = true
-		if err := tarFile(tw, "blobs/sha256/"+hx, filepath.Join(tmp, hx)); err != nil {
+		if err := tarFile(tw, "blobs/sha256/"+hx, filepath.Join(blobDir, hx)); err != nil {
 			return err
 		}
 	}
