@@ -47,6 +47,7 @@ exec 9>"$cache/.plugin-root-$hash.lock"
 flock 9
 if [ -f "$dir/ready" ]; then echo "$dir/root"; exit 0; fi
 work=$(mktemp -d "$cache/.tmp.plugin-root.XXXXXX")
+chmod 0755 "$work" # mktemp makes it 0700; the entry is read by others too
 cleanup() {
 	# A failed chroot step may leave /proc mounted in the work tree.
 	umount "$work/root/proc" 2>/dev/null || true
