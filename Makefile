@@ -102,6 +102,25 @@ K8S_VERSION ?= v1.37.2
 k8s-deps:
 	GO=$(GO) bash e2e/lab/k8s-bins.sh $(K8S_VERSION)
 
+## k8s: the Kubernetes lab (e2e/k8slab): the control plane on the host (etcd, kube-apiserver,
+## kube-controller-manager, kube-scheduler), one node in the QEMU lab (containerd, kubelet, the
+## node agent with the RDS emulator on nvmet), the driver deployed from deploy/ through the lab's
+## overlay, and the scenarios. Builds or reuses the cached Kubernetes binaries (k8s-deps) and the
+## cached plugin image root. K8S_KERNEL picks the node's kernel series. Not part of make test.
+K8S_KERNEL ?= 6.12
+.PHONY: k8s k8s-host-deps
+k8s: lab-deps k8s-host-deps
+	RDS_CSI_K8S=1 RDS_CSI_K8S_KERNEL=$(K8S_KERNEL) RDS_CSI_K8S_VERSION=$(K8S_VERSION) $(GO) test -count=1 -timeout 80m -v -run '^TestKubernetes$$' ./e2e/k8slab/ 2>&1 | tee k8s.log; exit $${PIPESTATUS[0]}
+
+## k8s-host-deps: Debian's etcd (the control plane's store), containerd, runc and CNI plugins (run
+## on the node, whose root is an overlay of the host's), socat (QEMU's forward to the apiserver),
+## debootstrap (the plugin image's root).
+k8s-host-deps:
+	@command -v etcd >/dev/null && command -v containerd >/dev/null && command -v runc >/dev/null && [ -x /usr/lib/cni/bridge ] && command -v socat >/dev/null && command -v debootstrap >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server containerd runc containernetworking-plugins socat debootstrap)
+	@# Debian starts the services it installs; the lab runs its own, the host's must not run.
+	@systemctl disable --now containerd etcd >/dev/null 2>&1 || true
+
 ## fixtures: re-capture testdata/sysfs, testdata/sysfs-halfborn (a controller before its first connect) and internal/kmsg/testdata/captured-* from the real kernels in the lab.
 fixtures: lab-deps
 	rm -rf testdata/sysfs.new && mkdir -p testdata/sysfs.new

@@ -69,7 +69,7 @@ func StartNode(ctx context.Context, o NodeOptions) (*Node, error) {
 	for i, img := range o.Images {
 		dst := filepath.Join(o.RunDir, "images", fmt.Sprintf("%02d-%s", i, filepath.Base(img)))
 		if err := os.Link(img, dst); err != nil {
-			if err := copyFile(img, dst); err != nil {
+			if err := copyFile(img, dst, 0o644); err != nil {
 				return nil, err
 			}
 		}
@@ -266,23 +266,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // kubeletConfig: cgroupfs on cgroup v2 (no systemd in the guest), image
