@@ -58,7 +58,7 @@ type Node struct {
 // StartNode boots the node and returns once its agent answers.
 func StartNode(ctx context.Context, o NodeOptions) (*Node, error) {
 	if o.MemoryMB == 0 {
-		o.MemoryMB = 3072
+		o.MemoryMB = 4096
 	}
 	if err := os.MkdirAll(filepath.Join(o.RunDir, "images"), 0o755); err != nil {
 		return nil, err
