@@ -96,7 +96,7 @@ func startLab(ctx context.Context, t *testing.T, series string) *lab {
 		Console: console,
 	})
 	if err != nil {
-		t.Logf("console:\n%s", tail(filepath.Join(dir, "console.log"), 40))
+		t.Logf("console:\n%s", tailFile(filepath.Join(dir, "console.log"), 40))
 		t.Fatal(err)
 	}
 	l := &lab{cp: cp, node: node}
@@ -107,7 +107,7 @@ func startLab(ctx context.Context, t *testing.T, series string) *lab {
 			}
 		}
 		if err := node.Stop(3 * time.Minute); err != nil {
-			t.Errorf("node stop: %v\nconsole:\n%s", err, tail(filepath.Join(dir, "console.log"), 30))
+			t.Errorf("node stop: %v\nconsole:\n%s", err, tailFile(filepath.Join(dir, "console.log"), 30))
 		}
 		// kernellog: an oops on the node fails the run like in the other labs.
 		if b, err := os.ReadFile(filepath.Join(dir, "node", "dmesg.txt")); err == nil {
@@ -475,14 +475,10 @@ func kubernetesBinaries(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-func tail(path string, n int) string {
+func tailFile(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
 	}
-	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
+	return tail(string(b), n)
 }
