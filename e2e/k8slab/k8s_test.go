@@ -96,7 +96,7 @@ func startLab(ctx context.Context, t *testing.T, series string) *lab {
 		Console: console,
 	})
 	if err != nil {
-		t.Logf("console:\n%s", tailFile(filepath.Join(dir, "console.log"), 40))
+		t.Logf("console:\n%s", consoleTail(filepath.Join(dir, "console.log"), 40))
 		t.Fatal(err)
 	}
 	l := &lab{cp: cp, node: node}
@@ -107,12 +107,15 @@ func startLab(ctx context.Context, t *testing.T, series string) *lab {
 			}
 		}
 		if err := node.Stop(3 * time.Minute); err != nil {
-			t.Errorf("node stop: %v\nconsole:\n%s", err, tailFile(filepath.Join(dir, "console.log"), 30))
+			t.Errorf("node stop: %v\nconsole:\n%s", err, consoleTail(filepath.Join(dir, "console.log"), 30))
 		}
 		// kernellog: an oops on the node fails the run like in the other labs.
 		if b, err := os.ReadFile(filepath.Join(dir, "node", "dmesg.txt")); err == nil {
-			if trouble, fatal := e2e.KernelTrouble(string(b), true); fatal {
-				t.Errorf("the node's kernel log:\n%s", trouble)
+			for _, r := range e2e.KernelTrouble(string(b), false) {
+				t.Errorf("the node's kernel reported:\n%s", r)
+			}
+			for _, r := range e2e.KernelTrouble(string(b), true) {
+				t.Logf("the node's kernel was slow:\n%s", r)
 			}
 		}
 	})
@@ -475,10 +478,10 @@ func kubernetesBinaries(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
+func consoleTail(path string, n int) string {
+	s, err := tailFile(path, n)
 	if err != nil {
 		return err.Error()
 	}
-	return tail(string(b), n)
+	return s
 }
