@@ -79,6 +79,11 @@ for img in /out/images/*.tar; do
 done
 ctr -n k8s.io images ls -q | sed 's/^/rdslab-k8s: image /'
 
+# No kube-proxy: the agent serves the kubernetes Service's ClusterIP itself
+# (the address is the node's own, so pods reach it through the bridge) and
+# forwards it to the apiserver, for the pods that use in-cluster
+# configuration (csi-attacher).
+ip addr add 10.96.0.1/32 dev lo
 /out/k8s-agent > $logs/agent.log 2>&1 &
 pids+=($!)
 

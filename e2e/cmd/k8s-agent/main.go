@@ -6,6 +6,10 @@
 //   - the RDS emulator (package rdstest) backed by the kernel's nvmet target,
 //     its SSH port forwarded on -emulator-listen, where the controller pod
 //     reaches it (the CNI bridge's gateway address);
+//   - the one Service pods need without kube-proxy: the apiserver's
+//     ClusterIP (kubernetes.default, -api-service) forwarded to the host's
+//     apiserver (-api-upstream, QEMU's forward); the node's script puts
+//     that address on the node, so pods reach it through the bridge;
 //   - an HTTP API on -listen, forwarded to the host by QEMU, through which the
 //     test makes static volumes, takes a volume off its port and back (an
 //     outage), and runs commands on the node to check its state.
@@ -56,8 +60,17 @@ func main() {
 	emuListen := flag.String("emulator-listen", ":2222", "where the emulator's SSH port is forwarded from")
 	emuAddr := flag.String("emulator-address", "10.88.0.1:2222", "the emulator's address as pods reach it (for known_hosts)")
 	dir := flag.String("dir", "/run/rds-lab", "the directory of the backing files (tmpfs)")
+	apiService := flag.String("api-service", "10.96.0.1:443", "the kubernetes Service's ClusterIP and port, served here (empty: none)")
+	apiUpstream := flag.String("api-upstream", "10.0.2.100:6443", "the apiserver as the node reaches it")
 	flag.Parse()
 	log.SetPrefix("k8s-agent: ")
+	if *apiService != "" {
+		ln, err := net.Listen("tcp", *apiService)
+		if err != nil {
+			log.Fatal(err)
+		}
+		go forward(ln, *apiUpstream)
+	}
 	if err := run(*listen, *emuListen, *emuAddr, *dir); err != nil {
 		log.Fatal(err)
 	}
@@ -108,7 +121,7 @@ func run(listen, emuListen, emuAddr, dir string) error {
 	return nil
 }
 
-// forward copies each connection to the emulator's loopback address.
+// forward copies each connection to the address to.
 func forward(ln net.Listener, to string) {
 	for {
 		c, err := ln.Accept()
