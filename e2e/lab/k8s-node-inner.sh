@@ -1,6 +1,6 @@
 #!/bin/bash
-# k8s-node-inner.sh: the Kubernetes lab node, inside its root (see
-# k8s-node.sh). /out holds what the host prepared: node.env (KUBELET, the
+# k8s-node-inner.sh: the Kubernetes lab node's init (PID 1 in its root, see
+# k8s-node.sh); it records its exit status in /out/job.rc and powers off. /out holds what the host prepared: node.env (KUBELET, the
 # kubelet binary's path), kubelet.kubeconfig, kubelet-config.yaml, ca.crt,
 # images/*.tar and k8s-agent. Runs containerd, imports the images, starts the
 # agent and kubelet, and waits for /out/stop; then stops everything it
@@ -20,7 +20,17 @@ stopall() {
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
 	dmesg > /out/dmesg.txt 2>/dev/null
 }
-trap stopall EXIT
+finish() {
+	rc=$?
+	stopall
+	echo "rdslab-k8s: node exited $rc"
+	echo $rc > /out/job.rc
+	timeout 20 sync
+	echo "rdslab: poweroff"
+	/bin/busybox poweroff -f
+}
+trap finish EXIT
+mount --make-rshared /
 
 mkdir -p /etc/containerd /etc/cni/net.d /opt/cni
 cat > /etc/containerd/config.toml <<'EOF'

@@ -3,8 +3,9 @@
 # root (read-only over 9p) with a tmpfs on top, so that Debian's containerd,
 # runc and CNI plugins and the cached kubelet run unchanged; brings up the
 # user-mode network (QEMU forwards 10.0.2.100:6443 to the host's apiserver
-# and the host's loopback to the agent); and runs k8s-node-inner.sh in that
-# root. The host ends the boot by writing /out/stop.
+# and the host's loopback to the agent); and asks the lab's init to switch
+# to that root with k8s-node-inner.sh as the new init. The host ends the
+# boot by writing /out/stop.
 set -u
 echo "rdslab-k8s: preparing the node's root"
 ip link set eth0 up
@@ -46,7 +47,4 @@ for c in cpuset cpu io memory pids hugetlb; do
 	echo "+$c" > $r/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || echo "rdslab-k8s: cgroup controller $c not enabled"
 done
 echo "rdslab-k8s: root ready"
-chroot $r /bin/bash /out/k8s-node-inner.sh
-rc=$?
-echo "rdslab-k8s: node exited $rc"
-exit $rc
+echo "/bin/bash /out/k8s-node-inner.sh" > /run/rdslab-switch-root
