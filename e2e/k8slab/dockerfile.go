@@ -1,6 +1,7 @@
 package k8slab
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -29,7 +30,7 @@ var (
 func ParseRuntimeStage(dockerfile string) (RuntimeStage, error) {
 	stages := dockerfileStages(dockerfile)
 	if len(stages) == 0 {
-		return RuntimeStage{}, fmt.Errorf("Dockerfile: no FROM")
+		return RuntimeStage{}, errors.New("the Dockerfile has no FROM")
 	}
 	stage := stages[len(stages)-1]
 	from := strings.Fields(stage[0].args)
@@ -37,11 +38,11 @@ func ParseRuntimeStage(dockerfile string) (RuntimeStage, error) {
 		from = from[1:]
 	}
 	if len(from) == 0 {
-		return RuntimeStage{}, fmt.Errorf("Dockerfile:%d: FROM without an image", stage[0].line)
+		return RuntimeStage{}, fmt.Errorf("line %d of the Dockerfile: FROM without an image", stage[0].line)
 	}
 	m := debianImage.FindStringSubmatch(from[0])
 	if m == nil {
-		return RuntimeStage{}, fmt.Errorf("Dockerfile:%d: runtime stage FROM %s: want debian:SUITE or debian:SUITE-slim", stage[0].line, from[0])
+		return RuntimeStage{}, fmt.Errorf("line %d of the Dockerfile: runtime stage FROM %s: want debian:SUITE or debian:SUITE-slim", stage[0].line, from[0])
 	}
 	rs := RuntimeStage{Suite: m[1]}
 	for _, in := range stage[1:] {
@@ -50,12 +51,12 @@ func ParseRuntimeStage(dockerfile string) (RuntimeStage, error) {
 		}
 		pkgs, err := aptInstalls(in.args)
 		if err != nil {
-			return RuntimeStage{}, fmt.Errorf("Dockerfile:%d: %w", in.line, err)
+			return RuntimeStage{}, fmt.Errorf("line %d of the Dockerfile: %w", in.line, err)
 		}
 		rs.Packages = append(rs.Packages, pkgs...)
 	}
 	if len(rs.Packages) == 0 {
-		return RuntimeStage{}, fmt.Errorf("Dockerfile: the runtime stage (line %d) installs no package with apt-get install", stage[0].line)
+		return RuntimeStage{}, fmt.Errorf("the Dockerfile's runtime stage (line %d) installs no package with apt-get install", stage[0].line)
 	}
 	return rs, nil
 }
