@@ -46,6 +46,7 @@ func TestKubernetes(t *testing.T) {
 	l := startLab(ctx, t, series)
 
 	t.Run("static", func(t *testing.T) { l.staticVolume(ctx, t, series) })
+	t.Run("outage-and-plugin-restart", func(t *testing.T) { l.outageAndRestart(ctx, t, series) })
 	t.Run("bad-parameter", func(t *testing.T) { l.badParameter(ctx, t) })
 }
 
@@ -61,6 +62,13 @@ func startLab(ctx context.Context, t *testing.T, series string) *lab {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	if os.Getenv("RDS_CSI_K8S_KEEP") != "" {
+		// Logs, the node's console and dmesg, kept after the run.
+		if dir, err = os.MkdirTemp("", "rds-csi-k8s-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("run directory (kept): %s", dir)
+	}
 	cp, err := StartControlPlane(ctx, ControlPlaneOptions{
 		BinDir: bins, Dir: filepath.Join(dir, "control-plane"), ExtraSANs: []net.IP{GuestAPIServerIP}, Logf: t.Logf,
 	})
@@ -243,6 +251,202 @@ func (l *lab) staticVolume(ctx context.Context, t *testing.T, series string) {
 		t.Logf("BENCH kernel=%s scenario=static-pv pod=%s apply-to-running=%s delete-to-controller-gone=%s",
 			series, phase, running.Round(100*time.Millisecond), gone.Round(100*time.Millisecond))
 	}
+}
+
+// outageAndRestart: scenarios 2 and 3 on one running pod that appends a
+// sequence number and syncs every second. The target's port goes away for
+// 30 s and comes back: the pod never restarts, its writes resume, the data
+// is intact, and the plugin's metrics show the controller connecting, then
+// live again. Then the plugin pod is deleted; the DaemonSet's new plugin
+// adopts the controller (live, not orphaned) while the pod keeps writing,
+// and deleting the pod still unstages and disconnects.
+func (l *lab) outageAndRestart(ctx context.Context, t *testing.T, series string) {
+	st, err := l.node.Static(ctx, "steady", 256<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv, pvc := staticPV("lab-steady", st, map[string]string{"ctrlLossTmo": "-1", "reconnectDelay": "2"})
+	l.create(ctx, t, pv, pvc)
+	pod := steadyPod("steady", pvc.Name)
+	applied := time.Now()
+	if _, err := l.cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	uid := l.waitPodReady(ctx, t, pod.Name)
+	running := time.Since(applied)
+	mount := fmt.Sprintf("/var/lib/kubelet/pods/%s/volumes/kubernetes.io~csi/%s/mount", uid, pv.Name)
+	l.waitProgress(ctx, t, "before the outage", l.progress(ctx, t)+2)
+
+	// Scenario 2: the outage.
+	if err := l.node.Unlink(ctx, st.NQN, st.Port); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	l.waitFor(ctx, t, "the plugin's metrics to show the controller not live", 2*time.Minute, func(ctx context.Context) (bool, string, error) {
+		m := l.metrics(ctx, t, st.NQN, "rds_csi_controller_state{")
+		if m == "" {
+			all, _ := l.node.Sh(ctx, "/bin/busybox wget -qO- http://127.0.0.1:9809/metrics | grep '^rds_csi_controller_state'; cat /sys/class/nvme/nvme*/state")
+			return false, "no metric of " + st.NQN + " among:\n" + all, nil
+		}
+		return strings.Contains(m, `state="live"} 0`), m, nil
+	})
+	t.Logf("during the outage:\n%s", l.metrics(ctx, t, st.NQN, "rds_csi_controller_state{", "rds_csi_controller_reconnect_attempt{", "rds_csi_controller_not_live_seconds{"))
+	// The outage lasts 30 s from the unlink (the I/O of the pod waits; with
+	// ctrlLossTmo -1 the kernel reconnects forever).
+	select {
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	case <-time.After(time.Until(down.Add(30 * time.Second))):
+	}
+	stalled := l.progress(ctx, t)
+	if err := l.node.Relink(ctx, st.NQN, st.Port); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	l.waitFor(ctx, t, "the controller live again", 3*time.Minute, func(ctx context.Context) (bool, string, error) {
+		m := l.metrics(ctx, t, st.NQN, "rds_csi_controller_state{")
+		return strings.Contains(m, `state="live"} 1`), m, nil
+	})
+	recovered := time.Since(up)
+	l.waitProgress(ctx, t, "after the outage", stalled+3)
+	t.Logf("after the outage:\n%s", l.metrics(ctx, t, st.NQN, "rds_csi_controller_reconnects_total{", "rds_csi_controller_state{"))
+	l.checkSteady(ctx, t, pod.Name, mount)
+
+	// Scenario 3: the plugin restarts under the running pod.
+	plugins, err := l.cs.CoreV1().Pods("rds-csi").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node"})
+	if err != nil || len(plugins.Items) != 1 {
+		t.Fatalf("the node plugin pod: %v (%d pods)", err, len(plugins.Items))
+	}
+	old := plugins.Items[0]
+	if err := l.cs.CoreV1().Pods("rds-csi").Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	l.waitFor(ctx, t, "a new plugin pod Ready", 5*time.Minute, func(ctx context.Context) (bool, string, error) {
+		ps, err := l.cs.CoreV1().Pods("rds-csi").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node"})
+		if err != nil {
+			return false, "", err
+		}
+		for _, p := range ps.Items {
+			if p.UID == old.UID {
+				continue
+			}
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					return true, "", nil
+				}
+			}
+		}
+		return false, l.podsState(ctx, "rds-csi"), nil
+	})
+	t.Logf("new plugin Ready %s after the old one was deleted", time.Since(restarted).Round(100*time.Millisecond))
+	l.waitFor(ctx, t, "the new plugin to adopt the controller", 2*time.Minute, func(ctx context.Context) (bool, string, error) {
+		// Live, and backing a staged volume (an orphan's clock would run).
+		m := l.metrics(ctx, t, st.NQN, "rds_csi_controller_state{", "rds_csi_controller_orphaned_seconds{")
+		orphan := l.metrics(ctx, t, st.NQN, "rds_csi_controller_orphaned_seconds{")
+		return strings.Contains(m, `state="live"} 1`) && strings.HasSuffix(strings.TrimSpace(orphan), "} 0"), m, nil
+	})
+	l.waitProgress(ctx, t, "after the plugin restart", l.progress(ctx, t)+3)
+	l.checkSteady(ctx, t, pod.Name, mount)
+
+	deleted := time.Now()
+	if err := l.cs.CoreV1().Pods("default").Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor(ctx, t, "the node's controller for "+st.NQN+" gone (unstage by the new plugin)", 5*time.Minute, func(ctx context.Context) (bool, string, error) {
+		return !l.connected(ctx, t, st.NQN), "", nil
+	})
+	t.Logf("BENCH kernel=%s scenario=outage pod=steady apply-to-running=%s outage=30s relink-to-live=%s delete-to-controller-gone=%s",
+		series, running.Round(100*time.Millisecond), recovered.Round(100*time.Millisecond), time.Since(deleted).Round(100*time.Millisecond))
+}
+
+// steadyPod writes 8 MiB of random data with its checksum once, then
+// appends a sequence number to seq.log and syncs, every second, keeping the
+// last number written in /tmp/last (outside the volume, readable while the
+// volume's I/O waits).
+func steadyPod(name, claim string) *corev1.Pod {
+	p := writerPod(name, claim)
+	p.Spec.Containers[0].Command = []string{"/bin/sh", "-c", `set -e
+# steady-writer
+cd /data
+dd if=/dev/urandom of=data.bin bs=1M count=8 conv=fsync 2>/dev/null
+sha256sum data.bin > first.sha
+sync
+touch /tmp/done
+trap 'exit 0' TERM
+i=0
+while :; do
+	i=$((i+1))
+	echo $i >> seq.log
+	sync
+	echo $i > /tmp/last
+	sleep 1
+done`}
+	return p
+}
+
+// progress is the steady writer's last synced sequence number.
+func (l *lab) progress(ctx context.Context, t *testing.T) int {
+	t.Helper()
+	// pgrep -x: the writer is the container's sh (its command line names
+	// steady-writer), not this shell.
+	out, err := l.node.Sh(ctx, `for p in $(pgrep -x sh); do grep -q steady-writer /proc/$p/cmdline 2>/dev/null && cat /proc/$p/root/tmp/last && exit; done; echo 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	fmt.Sscan(strings.TrimSpace(out), &n)
+	return n
+}
+
+func (l *lab) waitProgress(ctx context.Context, t *testing.T, when string, atLeast int) {
+	t.Helper()
+	l.waitFor(ctx, t, fmt.Sprintf("the pod's writes %s (sequence %d)", when, atLeast), 3*time.Minute, func(ctx context.Context) (bool, string, error) {
+		n := l.progress(ctx, t)
+		return n >= atLeast, fmt.Sprint("at ", n), nil
+	})
+}
+
+// checkSteady: the pod never restarted; with the page cache dropped, the
+// data read back from the device matches its checksum and the sequence log
+// has no gap and no damaged line.
+func (l *lab) checkSteady(ctx context.Context, t *testing.T, name, mount string) {
+	t.Helper()
+	p, err := l.cs.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if c.RestartCount != 0 {
+			t.Errorf("container %s restarted %d times", c.Name, c.RestartCount)
+		}
+	}
+	out, err := l.node.Sh(ctx, "sync; echo 3 > /proc/sys/vm/drop_caches; cd "+mount+" && sha256sum -c first.sha && awk 'NR != $1 {print \"gap or damage at line \" NR \": \" $0; bad=1} END {print NR \" lines\"; exit bad}' seq.log")
+	if err != nil {
+		t.Errorf("the pod's data after the outage: %v\n%s", err, out)
+	}
+}
+
+// metrics returns the node plugin's metric lines for the controller of nqn
+// whose names start with one of prefixes.
+func (l *lab) metrics(ctx context.Context, t *testing.T, nqn string, prefixes ...string) string {
+	t.Helper()
+	out, err := l.node.Sh(ctx, "/bin/busybox wget -qO- http://127.0.0.1:9809/metrics")
+	if err != nil {
+		return "scrape: " + err.Error()
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, `subsysnqn="`+nqn+`"`) {
+			continue
+		}
+		for _, p := range prefixes {
+			if strings.HasPrefix(line, p) {
+				b.WriteString(line + "\n")
+			}
+		}
+	}
+	return b.String()
 }
 
 // badParameter: scenario 6 for a static PV: a typo'd value in the PV's

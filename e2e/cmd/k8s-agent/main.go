@@ -42,8 +42,13 @@ import (
 	"github.com/srvlab/rds-csi/routeros/rdstest"
 )
 
-// staticPort is the NVMe/TCP port of the volumes made with /static.
-const staticPort = 4420
+// firstStaticPort is the NVMe/TCP port of the first volume made with
+// /static; each has a port of its own, so that taking its subsystem off
+// the port closes the port (connection refused: the kernel reconnects),
+// where a port that still serves other subsystems would answer the
+// reconnect with "invalid subsystem", a status the kernel does not retry.
+// The emulator's own exports use 4420.
+const firstStaticPort = 4430
 
 type agent struct {
 	be  *nvmet.FileBackend
@@ -52,7 +57,7 @@ type agent struct {
 	emulatorAddr string
 
 	mu     sync.Mutex
-	static map[string]string // nqn -> file
+	static map[string]int // nqn -> port
 }
 
 func main() {
@@ -91,7 +96,7 @@ func run(listen, emuListen, emuAddr, dir string) error {
 	}
 	defer srv.Close()
 	defer be.Close()
-	a := &agent{be: be, srv: srv, emulatorAddr: emuAddr, static: map[string]string{}}
+	a := &agent{be: be, srv: srv, emulatorAddr: emuAddr, static: map[string]int{}}
 
 	fwd, err := net.Listen("tcp", emuListen)
 	if err != nil {
@@ -159,18 +164,20 @@ func (a *agent) makeStatic(w http.ResponseWriter, r *http.Request) {
 	file := "static-" + name + ".img"
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.static[nqn]; !ok {
+	port, ok := a.static[nqn]
+	if !ok {
+		port = firstStaticPort + len(a.static)
 		if err := a.be.CreateFile(file, size); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		if err := a.be.Export(file, staticPort, nqn); err != nil {
+		if err := a.be.Export(file, port, nqn); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		a.static[nqn] = file
+		a.static[nqn] = port
 	}
-	reply(w, agentapi.Static{NQN: nqn, Address: "127.0.0.1", Port: staticPort})
+	reply(w, agentapi.Static{NQN: nqn, Address: "127.0.0.1", Port: port})
 }
 
 func (a *agent) link(on bool) http.HandlerFunc {
