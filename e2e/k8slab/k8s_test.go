@@ -388,9 +388,10 @@ done`}
 // progress is the steady writer's last synced sequence number.
 func (l *lab) progress(ctx context.Context, t *testing.T) int {
 	t.Helper()
-	// pgrep -x: the writer is the container's sh (its command line names
-	// steady-writer), not this shell.
-	out, err := l.node.Sh(ctx, `for p in $(pgrep -x sh); do grep -q steady-writer /proc/$p/cmdline 2>/dev/null && cat /proc/$p/root/tmp/last && exit; done; echo 0`)
+	// The writer is the container's sh whose command line names the
+	// writer; the bracket keeps this shell's own command line from
+	// matching.
+	out, err := l.node.Sh(ctx, `for p in $(pgrep -x sh); do grep -q "steady[-]writer" /proc/$p/cmdline 2>/dev/null && cat /proc/$p/root/tmp/last && exit; done; echo 0`)
 	if err != nil {
 		t.Fatal(err)
 	}
