@@ -288,7 +288,7 @@ func (l *lab) outageAndRestart(ctx context.Context, t *testing.T, series string)
 			all, _ := l.node.Sh(ctx, "/bin/busybox wget -qO- http://127.0.0.1:9809/metrics | grep '^rds_csi_controller_state'; cat /sys/class/nvme/nvme*/state")
 			return false, "no metric of " + st.NQN + " among:\n" + all, nil
 		}
-		return strings.Contains(m, `state="live"} 0`), m, nil
+		return hasSample(m, `state="live"`, "0"), m, nil
 	})
 	t.Logf("during the outage:\n%s", l.metrics(ctx, t, st.NQN, "rds_csi_controller_state{", "rds_csi_controller_reconnect_attempt{", "rds_csi_controller_not_live_seconds{"))
 	// The outage lasts 30 s from the unlink (the I/O of the pod waits; with
@@ -305,7 +305,7 @@ func (l *lab) outageAndRestart(ctx context.Context, t *testing.T, series string)
 	up := time.Now()
 	l.waitFor(ctx, t, "the controller live again", 3*time.Minute, func(ctx context.Context) (bool, string, error) {
 		m := l.metrics(ctx, t, st.NQN, "rds_csi_controller_state{")
-		return strings.Contains(m, `state="live"} 1`), m, nil
+		return hasSample(m, `state="live"`, "1"), m, nil
 	})
 	recovered := time.Since(up)
 	l.waitProgress(ctx, t, "after the outage", stalled+3)
@@ -343,8 +343,7 @@ func (l *lab) outageAndRestart(ctx context.Context, t *testing.T, series string)
 	l.waitFor(ctx, t, "the new plugin to adopt the controller", 2*time.Minute, func(ctx context.Context) (bool, string, error) {
 		// Live, and backing a staged volume (an orphan's clock would run).
 		m := l.metrics(ctx, t, st.NQN, "rds_csi_controller_state{", "rds_csi_controller_orphaned_seconds{")
-		orphan := l.metrics(ctx, t, st.NQN, "rds_csi_controller_orphaned_seconds{")
-		return strings.Contains(m, `state="live"} 1`) && strings.HasSuffix(strings.TrimSpace(orphan), "} 0"), m, nil
+		return hasSample(m, `state="live"`, "1") && hasSample(m, "rds_csi_controller_orphaned_seconds{", "0"), m, nil
 	})
 	l.waitProgress(ctx, t, "after the plugin restart", l.progress(ctx, t)+3)
 	l.checkSteady(ctx, t, pod.Name, mount)
@@ -448,6 +447,17 @@ func (l *lab) metrics(ctx context.Context, t *testing.T, nqn string, prefixes ..
 		}
 	}
 	return b.String()
+}
+
+// hasSample tells whether one of the exposition lines in m contains label
+// (e.g. `state="live"`, or a metric name) and has the value v.
+func hasSample(m, label, v string) bool {
+	for _, line := range strings.Split(m, "\n") {
+		if i := strings.LastIndexByte(line, ' '); i > 0 && strings.Contains(line[:i], label) && line[i+1:] == v {
+			return true
+		}
+	}
+	return false
 }
 
 // badParameter: scenario 6 for a static PV: a typo'd value in the PV's
