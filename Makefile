@@ -96,22 +96,28 @@ lab-deps:
 ## k8s-deps: the Kubernetes binaries of the lab's Kubernetes node (kubelet, kube-apiserver,
 ## kube-controller-manager, kube-scheduler $(K8S_VERSION)), built once from the Go module proxy
 ## under nice -n 19 into the lab cache beside the kernels, keyed on version and architecture
-## (e2e/lab/k8s-bins.sh; the cold build's time is in BENCHMARKS.md), and csi-attacher
-## (e2e/lab/k8s-attacher.sh). make test runs the Kubernetes lab only when both are cached.
+## (e2e/lab/k8s-bins.sh; the cold build's time is in BENCHMARKS.md), and the sidecars
+## csi-attacher, csi-provisioner and csi-resizer (e2e/lab/k8s-sidecar.sh, the same way).
+## make test runs the Kubernetes lab only when all of them are cached.
 K8S_VERSION ?= v1.37.2
-# e2e/k8slab's AttacherVersion (a test keeps the two equal).
+# e2e/k8slab's AttacherVersion, ProvisionerVersion and ResizerVersion, and its sidecars'
+# modules (e2e/k8slab/makefile_test.go keeps them equal).
 K8S_ATTACHER_VERSION := v4.13.0
+K8S_PROVISIONER_VERSION := v6.3.0
+K8S_RESIZER_VERSION := v2.3.0
 .PHONY: k8s-deps
 k8s-deps:
 	GO=$(GO) bash e2e/lab/k8s-bins.sh $(K8S_VERSION)
-	GO=$(GO) bash e2e/lab/k8s-attacher.sh $(K8S_ATTACHER_VERSION)
+	GO=$(GO) bash e2e/lab/k8s-sidecar.sh csi-attacher github.com/kubernetes-csi/external-attacher/v4 $(K8S_ATTACHER_VERSION)
+	GO=$(GO) bash e2e/lab/k8s-sidecar.sh csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 $(K8S_PROVISIONER_VERSION)
+	GO=$(GO) bash e2e/lab/k8s-sidecar.sh csi-resizer github.com/kubernetes-csi/external-resizer/v2 $(K8S_RESIZER_VERSION)
 
 ## k8s: the Kubernetes lab (e2e/k8slab): the control plane on the host (etcd, kube-apiserver,
 ## kube-controller-manager, kube-scheduler), one node in the QEMU lab (containerd, kubelet, the
 ## node agent with the RDS emulator on nvmet), the driver deployed from deploy/ through the lab's
 ## overlay, and the scenarios. Builds or reuses the cached Kubernetes binaries (k8s-deps) and the
 ## cached plugin image root. K8S_KERNEL picks the node's kernel series. make test runs it when
-## the Kubernetes binaries and csi-attacher are cached (k8s-if-cached).
+## the Kubernetes binaries and the sidecars are cached (k8s-if-cached).
 K8S_KERNEL ?= 6.12
 .PHONY: k8s k8s-host-deps
 k8s: lab-deps k8s-host-deps
@@ -119,15 +125,19 @@ k8s: lab-deps k8s-host-deps
 		if [ $$rc -ne 0 ]; then echo "--- the Kubernetes lab failed; the last 150 lines of k8s.log:"; tail -150 k8s.log; fi; exit $$rc
 K8S_SUMMARY := '^(=== RUN|\s*--- (PASS|FAIL|SKIP)|PASS|FAIL|ok)|k8s_test.go'
 
-## k8s-if-cached (the last step of make test): make k8s when the Kubernetes binaries and
-## csi-attacher are already in the lab cache (make k8s-deps builds both); otherwise it says so and
+## k8s-if-cached (the last step of make test): make k8s when the Kubernetes binaries and the
+## sidecars are already in the lab cache (make k8s-deps builds them); otherwise it says so and
 ## runs nothing, because their cold build (BENCHMARKS.md) would take most of CI's time.
 LAB_CACHE := $(or $(RDS_CSI_LAB_CACHE),/var/cache/rds-csi-lab)
-K8S_CACHED := $(LAB_CACHE)/kubernetes-$(K8S_VERSION)-$(shell $(GO) env GOARCH)/ready $(LAB_CACHE)/csi-attacher-$(K8S_ATTACHER_VERSION)-$(shell $(GO) env GOARCH)/ready
+K8S_ARCH := $(shell $(GO) env GOARCH)
+K8S_CACHED := $(LAB_CACHE)/kubernetes-$(K8S_VERSION)-$(K8S_ARCH)/ready \
+	$(LAB_CACHE)/csi-attacher-$(K8S_ATTACHER_VERSION)-$(K8S_ARCH)/ready \
+	$(LAB_CACHE)/csi-provisioner-$(K8S_PROVISIONER_VERSION)-$(K8S_ARCH)/ready \
+	$(LAB_CACHE)/csi-resizer-$(K8S_RESIZER_VERSION)-$(K8S_ARCH)/ready
 .PHONY: k8s-if-cached
 k8s-if-cached:
 	@if ls $(K8S_CACHED) >/dev/null 2>&1; then $(MAKE) --no-print-directory k8s; else \
-		echo "make test: the Kubernetes lab (make k8s) NOT RUN: the Kubernetes $(K8S_VERSION) binaries or csi-attacher $(K8S_ATTACHER_VERSION) are not in $(LAB_CACHE); make k8s-deps builds them"; fi
+		echo "make test: the Kubernetes lab (make k8s) NOT RUN: the Kubernetes $(K8S_VERSION) binaries or csi-attacher $(K8S_ATTACHER_VERSION), csi-provisioner $(K8S_PROVISIONER_VERSION) or csi-resizer $(K8S_RESIZER_VERSION) are not in $(LAB_CACHE); make k8s-deps builds them"; fi
 
 ## k8s-host-deps: Debian's etcd (the control plane's store), containerd, runc and CNI plugins (run
 ## on the node, whose root is an overlay of the host's), socat (QEMU's forward to the apiserver),

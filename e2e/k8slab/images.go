@@ -27,9 +27,31 @@ const (
 	ImageTag      = "lab"
 )
 
-// AttacherVersion is the csi-attacher (kubernetes-csi/external-attacher) the
-// lab runs beside the plugin's controller.
-const AttacherVersion = "v4.13.0"
+// The kubernetes-csi sidecars the lab runs beside the plugin's controller,
+// built from the Go module proxy. Each is the version
+// deploy/kubernetes/controller.yaml names, except csi-resizer: the proxy does
+// not serve that one's v2.2.1, so the lab runs the newest it does serve.
+const (
+	AttacherVersion    = "v4.13.0" // csi-attacher, kubernetes-csi/external-attacher
+	ProvisionerVersion = "v6.3.0"  // csi-provisioner, kubernetes-csi/external-provisioner
+	ResizerVersion     = "v2.3.0"  // csi-resizer, kubernetes-csi/external-resizer
+)
+
+// A sidecar is the command ./cmd/<Cmd> of a kubernetes-csi module, built once
+// and cached by e2e/lab/k8s-sidecar.sh, and put in its image at /<Cmd>.
+type sidecar struct {
+	Cmd     string // e.g. "csi-attacher"
+	Module  string // e.g. "github.com/kubernetes-csi/external-attacher/v4"
+	Version string
+}
+
+var (
+	attacher    = sidecar{"csi-attacher", "github.com/kubernetes-csi/external-attacher/v4", AttacherVersion}
+	provisioner = sidecar{"csi-provisioner", "github.com/kubernetes-csi/external-provisioner/v6", ProvisionerVersion}
+	resizer     = sidecar{"csi-resizer", "github.com/kubernetes-csi/external-resizer/v2", ResizerVersion}
+	// sidecars are the ones the lab builds, as the Makefile's k8s-deps does.
+	sidecars = []sidecar{attacher, provisioner, resizer}
+)
 
 // Image is one of the lab's container images, written as an OCI image layout
 // in a tar archive.
@@ -40,10 +62,17 @@ type Image struct {
 
 // Images are the lab's container images.
 type Images struct {
-	Pause    Image // the pod sandbox (containerd's sandbox_image): /pause
-	App      Image // busybox, for test pods that write and read files
-	Plugin   Image // rds-csi, as the Dockerfile builds it
-	Attacher Image // csi-attacher AttacherVersion
+	Pause       Image // the pod sandbox (containerd's sandbox_image): /pause
+	App         Image // busybox, for test pods that write and read files
+	Plugin      Image // rds-csi, as the Dockerfile builds it
+	Attacher    Image // csi-attacher AttacherVersion: /csi-attacher
+	Provisioner Image // csi-provisioner ProvisionerVersion: /csi-provisioner
+	Resizer     Image // csi-resizer ResizerVersion: /csi-resizer
+}
+
+// All are the images, in the order BuildImages builds them.
+func (i Images) All() []Image {
+	return []Image{i.Pause, i.App, i.Plugin, i.Attacher, i.Provisioner, i.Resizer}
 }
 
 // imageRef is the full name of the lab image called name.
@@ -56,12 +85,12 @@ func moduleRoot() string {
 	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }
 
-// BuildImages writes the four images' archives into outDir
-// (<name>.oci.tar). What is slow is cached outside the repository under
-// $RDS_CSI_LAB_CACHE (default /var/cache/rds-csi-lab): the plugin's Debian
-// root (e2e/lab/k8s-plugin-root.sh, needs root and the Debian mirror) and
-// csi-attacher (e2e/lab/k8s-attacher.sh, needs the Go module proxy); the
-// archives themselves are written anew each time. Builds run niced; when ctx
+// BuildImages writes the images' archives into outDir (<name>.oci.tar).
+// What is slow is cached outside the repository under $RDS_CSI_LAB_CACHE
+// (default /var/cache/rds-csi-lab): the plugin's Debian root
+// (e2e/lab/k8s-plugin-root.sh, needs root and the Debian mirror) and the
+// sidecars (e2e/lab/k8s-sidecar.sh, needs the Go module proxy); the archives
+// themselves are written anew each time. Builds run niced; when ctx
 // ends, a running build's process group is stopped.
 func BuildImages(ctx context.Context, outDir string, logf func(string, ...any)) (Images, error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
@@ -80,7 +109,9 @@ func BuildImages(ctx context.Context, outDir string, logf func(string, ...any)) 
 		{"pause", &imgs.Pause, buildPause},
 		{"app", &imgs.App, buildApp},
 		{"plugin", &imgs.Plugin, buildPlugin},
-		{"attacher", &imgs.Attacher, buildAttacher},
+		{"attacher", &imgs.Attacher, attacher.build},
+		{"provisioner", &imgs.Provisioner, provisioner.build},
+		{"resizer", &imgs.Resizer, resizer.build},
 	} {
 		start := time.Now()
 		logf("k8slab: building image %s", imageRef(b.name))
@@ -242,23 +273,23 @@ func buildPlugin(ctx context.Context, work string) (imageSpec, error) {
 	}, nil
 }
 
-// buildAttacher is csi-attacher (built once, cached, by k8s-attacher.sh) at
-// /csi-attacher, with a /tmp.
-func buildAttacher(ctx context.Context, _ string) (imageSpec, error) {
-	out, err := run(ctx, moduleRoot(), nil, "bash", filepath.Join(moduleRoot(), "e2e", "lab", "k8s-attacher.sh"), AttacherVersion)
+// build is the sidecar's binary (built once, cached, by k8s-sidecar.sh) at
+// /<Cmd>, with a /tmp.
+func (s sidecar) build(ctx context.Context, _ string) (imageSpec, error) {
+	out, err := run(ctx, moduleRoot(), nil, "bash", filepath.Join(moduleRoot(), "e2e", "lab", "k8s-sidecar.sh"), s.Cmd, s.Module, s.Version)
 	if err != nil {
 		return imageSpec{}, err
 	}
-	bin := filepath.Join(strings.TrimSpace(out), "csi-attacher")
+	bin := filepath.Join(strings.TrimSpace(out), s.Cmd)
 	if err := checkStatic(bin); err != nil {
 		return imageSpec{}, err
 	}
 	return imageSpec{
 		Layers: []layer{fileTree{
 			{Path: "/tmp", Mode: fs.ModeDir | fs.ModeSticky | 0o777},
-			{Path: "/csi-attacher", Mode: 0o755, Src: bin},
+			{Path: "/" + s.Cmd, Mode: 0o755, Src: bin},
 		}},
-		Entrypoint: []string{"/csi-attacher"},
+		Entrypoint: []string{"/" + s.Cmd},
 	}, nil
 }
 

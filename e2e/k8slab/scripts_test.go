@@ -10,11 +10,11 @@ import (
 	"testing"
 )
 
-// fakeAttacherGo stands in for the go command k8s-attacher.sh runs (through
+// fakeSidecarGo stands in for the go command k8s-sidecar.sh runs (through
 // $GO): `mod download -json` points at $FAKE_SRC as the module's source;
 // `build` logs its directory's go.mod and environment to $FAKE_LOG and writes
 // the -o file ($FAKE_FAIL: fails instead).
-const fakeAttacherGo = `#!/usr/bin/env bash
+const fakeSidecarGo = `#!/usr/bin/env bash
 set -eu
 case "$1 ${2:-}" in
 "env GOARCH") echo amd64; exit 0 ;;
@@ -43,10 +43,10 @@ func runScript(t *testing.T, env []string, script string, args ...string) (strin
 	return strings.TrimSpace(string(out)), err
 }
 
-func TestAttacherScriptCache(t *testing.T) {
+func TestSidecarScriptCache(t *testing.T) {
 	dir := t.TempDir()
 	goBin := filepath.Join(dir, "go")
-	if err := os.WriteFile(goBin, []byte(fakeAttacherGo), 0o755); err != nil {
+	if err := os.WriteFile(goBin, []byte(fakeSidecarGo), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	src := filepath.Join(dir, "src")
@@ -57,7 +57,8 @@ func TestAttacherScriptCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	cache, log := filepath.Join(dir, "cache"), filepath.Join(dir, "builds.log")
-	env := []string{"GO=" + goBin, "FAKE_SRC=" + src, "FAKE_LOG=" + log, "RDS_CSI_LAB_CACHE=" + cache, "RDS_CSI_ATTACHER_VERSION="}
+	env := []string{"GO=" + goBin, "FAKE_SRC=" + src, "FAKE_LOG=" + log, "RDS_CSI_LAB_CACHE=" + cache}
+	args := []string{attacher.Cmd, attacher.Module, attacher.Version}
 	builds := func() []string {
 		b, err := os.ReadFile(log)
 		if os.IsNotExist(err) {
@@ -71,7 +72,7 @@ func TestAttacherScriptCache(t *testing.T) {
 	}
 
 	// A failed build leaves no entry.
-	if _, err := runScript(t, append(slices.Clone(env), "FAKE_FAIL=1"), "k8s-attacher.sh"); err == nil {
+	if _, err := runScript(t, append(slices.Clone(env), "FAKE_FAIL=1"), "k8s-sidecar.sh", args...); err == nil {
 		t.Fatal("a failed build succeeded")
 	}
 	if ents, _ := filepath.Glob(filepath.Join(cache, "csi-attacher-*")); len(ents) > 0 {
@@ -82,7 +83,7 @@ func TestAttacherScriptCache(t *testing.T) {
 	}
 
 	// Cold: the module's own main module builds ./cmd/csi-attacher statically.
-	out, err := runScript(t, env, "k8s-attacher.sh")
+	out, err := runScript(t, env, "k8s-sidecar.sh", args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,17 +110,49 @@ func TestAttacherScriptCache(t *testing.T) {
 	}
 
 	// Warm: the same directory, no build.
-	if again, err := runScript(t, env, "k8s-attacher.sh", AttacherVersion); err != nil || again != out {
+	if again, err := runScript(t, env, "k8s-sidecar.sh", args...); err != nil || again != out {
 		t.Fatalf("second run: %q, %v; want %q", again, err, out)
 	}
 	if n := len(builds()); n != 2 {
 		t.Fatalf("the second run built again (%d builds)", n)
 	}
 
-	for _, bad := range []string{"v5.0.0", "v4.13", "../v4.1.1", "master"} {
-		if _, err := runScript(t, env, "k8s-attacher.sh", bad); exitCode(err) != 2 {
-			t.Errorf("version %q: %v, want exit status 2", bad, err)
+	// A module without the command: no entry.
+	if _, err := runScript(t, env, "k8s-sidecar.sh", "csi-resizer", attacher.Module, attacher.Version); exitCode(err) != 1 {
+		t.Errorf("a command the module lacks: %v, want exit status 1", err)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(cache, "csi-resizer-*")); len(ents) > 0 {
+		t.Errorf("a module without the command left %q", ents)
+	}
+}
+
+// k8s-sidecar.sh takes only names it can safely put on a command line and in
+// a path, and versions of the module's major version; it rejects others
+// before touching the cache.
+func TestSidecarScriptRejects(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "cache")
+	const mod = "github.com/kubernetes-csi/external-attacher/v4"
+	for _, args := range [][]string{
+		{},
+		{"csi-attacher", mod},
+		{"csi-attacher", mod, "v4.13.0", "extra"},
+		{"attacher", mod, "v4.13.0"},
+		{"csi-../x", mod, "v4.13.0"},
+		{"csi-attacher", "github.com/kubernetes-csi/external-attacher", "v1.0.0"},
+		{"csi-attacher", "github.com/evil/external-attacher/v4", "v4.13.0"},
+		{"csi-attacher", "github.com/kubernetes-csi/../x/v4", "v4.13.0"},
+		{"csi-attacher", mod, "v5.0.0"},
+		{"csi-attacher", mod, "v4.13"},
+		{"csi-attacher", mod, "../v4.1.1"},
+		{"csi-attacher", mod, "master"},
+		{"csi-attacher", mod, "v4.13.0-rc.1"},
+	} {
+		if _, err := runScript(t, []string{"GO=false", "RDS_CSI_LAB_CACHE=" + cache}, "k8s-sidecar.sh", args...); exitCode(err) != 2 {
+			t.Errorf("%q: %v, want exit status 2", args, err)
 		}
+	}
+	if _, err := os.Stat(cache); !os.IsNotExist(err) {
+		t.Errorf("the cache was touched: %v", err)
 	}
 }
 
