@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/srvlab/rds-csi/e2e"
+	"github.com/srvlab/rds-csi/e2e/k8slab/agentapi"
 )
 
 const driverName = "rds.csi.srvlab.io"
@@ -48,6 +51,8 @@ func TestKubernetes(t *testing.T) {
 	t.Run("static", func(t *testing.T) { l.staticVolume(ctx, t, series) })
 	t.Run("outage-and-plugin-restart", func(t *testing.T) { l.outageAndRestart(ctx, t, series) })
 	t.Run("bad-parameter", func(t *testing.T) { l.badParameter(ctx, t) })
+	t.Run("dynamic", func(t *testing.T) { l.dynamic(ctx, t, series) })
+	t.Run("bad-storageclass", func(t *testing.T) { l.badStorageClass(ctx, t) })
 }
 
 func startLab(ctx context.Context, t *testing.T, series string) *lab {
@@ -449,6 +454,183 @@ func (l *lab) metrics(ctx context.Context, t *testing.T, nqn string, prefixes ..
 		}
 	}
 	return b.String()
+}
+
+// dynamic: scenario 5. A StorageClass with resilience parameters, a claim,
+// csi-provisioner and the controller make a disk on the emulated RDS; a pod
+// runs on it, and the kernel controller's sysfs values are the
+// StorageClass's; the claim grown, the filesystem the pod sees grows; the
+// claim deleted, the disk and its file are gone.
+func (l *lab) dynamic(ctx context.Context, t *testing.T, series string) {
+	bind := storagev1.VolumeBindingWaitForFirstConsumer
+	del := corev1.PersistentVolumeReclaimDelete
+	expand := true
+	sc := &storagev1.StorageClass{
+		ObjectMeta:  metav1.ObjectMeta{Name: "lab-rds"},
+		Provisioner: driverName,
+		Parameters: map[string]string{
+			"volumePath": "/storage-pool/rds-csi", "ctrlLossTmo": "600", "reconnectDelay": "3",
+			"reconnectSpread": "0", "keepAliveTmo": "7", "fsType": "ext4",
+		},
+		ReclaimPolicy: &del, VolumeBindingMode: &bind, AllowVolumeExpansion: &expand,
+	}
+	if _, err := l.cs.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "dyn", Namespace: "default"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			StorageClassName: &sc.Name,
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("128Mi")}},
+		},
+	}
+	if _, err := l.cs.CoreV1().PersistentVolumeClaims("default").Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	applied := time.Now()
+	pod := writerPod("dyn-writer", pvc.Name)
+	if _, err := l.cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	uid := l.waitPodReady(ctx, t, pod.Name)
+	running := time.Since(applied)
+	claim, err := l.cs.CoreV1().PersistentVolumeClaims("default").Get(ctx, pvc.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv, err := l.cs.CoreV1().PersistentVolumes().Get(ctx, claim.Spec.VolumeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nqn := pv.Spec.CSI.VolumeAttributes["nqn"]
+	slot, _, _ := strings.Cut(pv.Spec.CSI.VolumeHandle, "@")
+	t.Logf("provisioned %s: volume %s, nqn %s", pv.Name, pv.Spec.CSI.VolumeHandle, nqn)
+	if r, err := l.node.RDS(ctx); err != nil || !slices.ContainsFunc(r.Disks, func(d agentapi.Disk) bool { return d.Slot == slot }) {
+		t.Fatalf("the emulated RDS has no disk %s (%v): %+v", slot, err, r.Disks)
+	}
+	// The kernel's values are the StorageClass's.
+	out, err := l.node.Sh(ctx, `for c in /sys/class/nvme/nvme*; do [ "$(cat $c/subsysnqn)" = "`+nqn+`" ] && echo "$(cat $c/ctrl_loss_tmo) $(cat $c/reconnect_delay) $(cat $c/kato)"; done`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out); got != "600 3 7" {
+		t.Errorf("the controller of %s: ctrl_loss_tmo reconnect_delay kato = %q, want the StorageClass's \"600 3 7\"", nqn, got)
+	}
+
+	// Expansion: the claim grows, and so does the filesystem the pod sees.
+	mount := fmt.Sprintf("/var/lib/kubelet/pods/%s/volumes/kubernetes.io~csi/%s/mount", uid, pv.Name)
+	before := l.fsSize(ctx, t, mount)
+	claim.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("256Mi")
+	if _, err := l.cs.CoreV1().PersistentVolumeClaims("default").Update(ctx, claim, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	grown := time.Now()
+	l.waitFor(ctx, t, "the pod's filesystem grown", 5*time.Minute, func(ctx context.Context) (bool, string, error) {
+		size := l.fsSize(ctx, t, mount)
+		return size > 200<<20, fmt.Sprintf("%d bytes (was %d)\n%s", size, before, l.events(ctx, pvc.Name)), nil
+	})
+	t.Logf("filesystem %d -> %d bytes, %s after the claim was grown", before, l.fsSize(ctx, t, mount), time.Since(grown).Round(100*time.Millisecond))
+
+	deleted := time.Now()
+	if err := l.cs.CoreV1().Pods("default").Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor(ctx, t, "the node's controller for "+nqn+" gone", 5*time.Minute, func(ctx context.Context) (bool, string, error) {
+		return !l.connected(ctx, t, nqn), "", nil
+	})
+	gone := time.Since(deleted)
+	if err := l.cs.CoreV1().PersistentVolumeClaims("default").Delete(ctx, pvc.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor(ctx, t, "PV "+pv.Name+" and disk "+slot+" gone", 5*time.Minute, func(ctx context.Context) (bool, string, error) {
+		_, err := l.cs.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			return false, "PV still there", nil
+		}
+		r, err := l.node.RDS(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		for _, d := range r.Disks {
+			if d.Slot == slot {
+				return false, "disk still there", nil
+			}
+		}
+		for f := range r.Files {
+			if strings.Contains(f, slot) {
+				return false, "file " + f + " still there", nil
+			}
+		}
+		return true, "", nil
+	})
+	t.Logf("BENCH kernel=%s scenario=dynamic pod=dyn-writer apply-to-running=%s delete-to-controller-gone=%s",
+		series, running.Round(100*time.Millisecond), gone.Round(100*time.Millisecond))
+}
+
+// badStorageClass: scenario 6 for the controller: a StorageClass with a
+// typo'd key; the claim's events name it, and no disk is made.
+func (l *lab) badStorageClass(ctx context.Context, t *testing.T) {
+	bind := storagev1.VolumeBindingImmediate
+	sc := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: "lab-typo"},
+		Provisioner:       driverName,
+		Parameters:        map[string]string{"volumePath": "/storage-pool/rds-csi", "reconectDelay": "3"},
+		VolumeBindingMode: &bind,
+	}
+	if _, err := l.cs.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := l.node.RDS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "typo", Namespace: "default"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			StorageClassName: &sc.Name,
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")}},
+		},
+	}
+	if _, err := l.cs.CoreV1().PersistentVolumeClaims("default").Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var seen string
+	l.waitFor(ctx, t, "an event of claim typo naming reconectDelay", 5*time.Minute, func(ctx context.Context) (bool, string, error) {
+		evs := l.events(ctx, pvc.Name)
+		for _, line := range strings.Split(evs, "\n") {
+			if strings.Contains(line, "reconectDelay") {
+				seen = line
+				return true, "", nil
+			}
+		}
+		return false, evs, nil
+	})
+	t.Logf("event: %s", seen)
+	after, err := l.node.RDS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Disks) != len(before.Disks) {
+		t.Errorf("disks %d before the claim, %d after", len(before.Disks), len(after.Disks))
+	}
+	if err := l.cs.CoreV1().PersistentVolumeClaims("default").Delete(ctx, pvc.Name, metav1.DeleteOptions{}); err != nil {
+		t.Error(err)
+	}
+}
+
+// fsSize is the size in bytes of the filesystem mounted at path on the
+// node.
+func (l *lab) fsSize(ctx context.Context, t *testing.T, path string) int64 {
+	t.Helper()
+	out, err := l.node.Sh(ctx, "stat -f -c '%b %S' "+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks, size int64
+	fmt.Sscan(out, &blocks, &size)
+	return blocks * size
 }
 
 // hasSample tells whether one of the exposition lines in m contains label

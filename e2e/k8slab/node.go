@@ -210,6 +210,13 @@ func (n *Node) Static(ctx context.Context, name string, size int64) (Static, err
 	return s, err
 }
 
+// RDS lists the emulated RDS's disks and files.
+func (n *Node) RDS(ctx context.Context) (RDS, error) {
+	var r RDS
+	err := n.call(ctx, http.MethodGet, "/rds", nil, &r)
+	return r, err
+}
+
 // Unlink takes a subsystem off its port (the target goes away for the
 // hosts connected to it); Relink puts it back.
 func (n *Node) Unlink(ctx context.Context, nqn string, port int) error {
@@ -257,6 +264,7 @@ type (
 	Exec     = agentapi.Exec
 	Emulator = agentapi.Emulator
 	Static   = agentapi.Static
+	RDS      = agentapi.RDS
 )
 
 func freePort() (int, error) {

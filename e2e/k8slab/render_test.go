@@ -30,11 +30,13 @@ const baseRel = "../../../deploy/overlays/builtin-registration"
 
 // The lab's values (the overlay's patches and images).
 const (
-	labPlugin   = "rds-csi.lab/plugin:lab"
-	labAttacher = "rds-csi.lab/attacher:lab"
-	labAddress  = "--rds-address=10.88.0.1:2222"
-	labVolDir   = "--volume-dir=/storage-pool/rds-csi"
-	labPool     = "--pool=storage-pool"
+	labPlugin      = "rds-csi.lab/plugin:lab"
+	labAttacher    = "rds-csi.lab/attacher:lab"
+	labProvisioner = "rds-csi.lab/provisioner:lab"
+	labResizer     = "rds-csi.lab/resizer:lab"
+	labAddress     = "--rds-address=10.88.0.1:2222"
+	labVolDir      = "--volume-dir=/storage-pool/rds-csi"
+	labPool        = "--pool=storage-pool"
 )
 
 // render renders dir and checks that every object is made of JSON values
@@ -177,7 +179,7 @@ func TestOverlayObjects(t *testing.T) {
 			decode(t, l, &got)
 			spec := &want.Spec.Template.Spec
 			spec.Containers = slices.DeleteFunc(spec.Containers, func(c corev1.Container) bool {
-				return c.Name == "csi-provisioner" || c.Name == "csi-resizer" || c.Name == "csi-snapshotter"
+				return c.Name == "csi-snapshotter"
 			})
 			labContainers(t, spec.Containers)
 			args := spec.Containers[0].Args
@@ -211,6 +213,10 @@ func labContainers(t *testing.T, cs []corev1.Container) {
 			c.Image = labPlugin
 		case strings.HasPrefix(c.Image, "registry.k8s.io/sig-storage/csi-attacher:"):
 			c.Image = labAttacher
+		case strings.HasPrefix(c.Image, "registry.k8s.io/sig-storage/csi-provisioner:"):
+			c.Image = labProvisioner
+		case strings.HasPrefix(c.Image, "registry.k8s.io/sig-storage/csi-resizer:"):
+			c.Image = labResizer
 		default:
 			t.Errorf("container %s: image %s has no lab image", c.Name, c.Image)
 		}
@@ -254,10 +260,10 @@ func TestOverlayController(t *testing.T) {
 	var d appsv1.Deployment
 	decode(t, find(t, render(t, OverlayDir()), "Deployment", "rds-csi-controller"), &d)
 	cs := d.Spec.Template.Spec.Containers
-	if diff := cmp.Diff([]string{"rds-csi", "csi-attacher"}, containerNames(cs)); diff != "" {
+	if diff := cmp.Diff([]string{"rds-csi", "csi-provisioner", "csi-resizer", "csi-attacher"}, containerNames(cs)); diff != "" {
 		t.Fatalf("containers (-want +got):\n%s", diff)
 	}
-	for i, want := range []string{labPlugin, labAttacher} {
+	for i, want := range []string{labPlugin, labProvisioner, labResizer, labAttacher} {
 		if cs[i].Image != want || cs[i].ImagePullPolicy != corev1.PullNever {
 			t.Errorf("%s: image %s pull %s, want %s pull Never", cs[i].Name, cs[i].Image, cs[i].ImagePullPolicy, want)
 		}

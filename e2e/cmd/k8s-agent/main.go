@@ -50,6 +50,10 @@ import (
 // The emulator's own exports use 4420.
 const firstStaticPort = 4430
 
+// exportAddr is where the target's ports listen: the CNI bridge's address,
+// the emulated RDS's host as the controller pod sees it.
+const exportAddr = "10.88.0.1"
+
 type agent struct {
 	be  *nvmet.FileBackend
 	srv *rdstest.Server
@@ -89,7 +93,10 @@ func run(listen, emuListen, emuAddr, dir string) error {
 	if err != nil {
 		return err
 	}
-	be := tg.FileBackend(dir, "127.0.0.1")
+	// The exports listen on the bridge's address: the controller tells
+	// the node to connect to the RDS's own host (--rds-address's), which
+	// is where pods reach the emulator.
+	be := tg.FileBackend(dir, exportAddr)
 	srv, err := rdstest.Start(rdstest.Options{Backend: be})
 	if err != nil {
 		return fmt.Errorf("emulator: %w", err)
@@ -112,6 +119,7 @@ func run(listen, emuListen, emuAddr, dir string) error {
 	mux.HandleFunc("POST /unlink", a.link(false))
 	mux.HandleFunc("POST /relink", a.link(true))
 	mux.HandleFunc("POST /exec", a.exec)
+	mux.HandleFunc("GET /rds", a.rds)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	hs := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -177,7 +185,17 @@ func (a *agent) makeStatic(w http.ResponseWriter, r *http.Request) {
 		}
 		a.static[nqn] = port
 	}
-	reply(w, agentapi.Static{NQN: nqn, Address: "127.0.0.1", Port: port})
+	reply(w, agentapi.Static{NQN: nqn, Address: exportAddr, Port: port})
+}
+
+// rds lists the emulated RDS's disks and files.
+func (a *agent) rds(w http.ResponseWriter, _ *http.Request) {
+	var r agentapi.RDS
+	for _, d := range a.srv.Disks() {
+		r.Disks = append(r.Disks, agentapi.Disk{Slot: d.Slot, File: d.FilePath, NQN: d.NVMeNQN, Comment: d.Comment})
+	}
+	r.Files = a.srv.Files()
+	reply(w, r)
 }
 
 func (a *agent) link(on bool) http.HandlerFunc {

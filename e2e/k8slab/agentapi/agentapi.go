@@ -26,3 +26,18 @@ type Static struct {
 	Address string `json:"address"`
 	Port    int    `json:"port"`
 }
+
+// RDS is what the emulated RDS holds: its disks and its files (path ->
+// size).
+type RDS struct {
+	Disks []Disk           `json:"disks"`
+	Files map[string]int64 `json:"files"`
+}
+
+// Disk is one disk of the emulated RDS.
+type Disk struct {
+	Slot    string `json:"slot"`
+	File    string `json:"file"`
+	NQN     string `json:"nqn"`
+	Comment string `json:"comment"`
+}
