@@ -105,7 +105,8 @@ func startLab(ctx context.Context, t *testing.T, series string) *lab {
 	node, err := StartNode(ctx, NodeOptions{
 		Kernel: kernel, RunDir: filepath.Join(dir, "node"), Kubelet: filepath.Join(bins, "kubelet"),
 		Kubeconfig: kc, CACert: cp.CACert(), APIPort: cp.Port(),
-		Images:  []string{imgs.Pause.Archive, imgs.App.Archive, imgs.Plugin.Archive, imgs.Attacher.Archive},
+		Images: []string{imgs.Pause.Archive, imgs.App.Archive, imgs.Plugin.Archive,
+			imgs.Attacher.Archive, imgs.Provisioner.Archive, imgs.Resizer.Archive},
 		Console: console,
 	})
 	if err != nil {
