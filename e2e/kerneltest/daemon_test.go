@@ -310,11 +310,16 @@ func TestDaemonLowerLossTimeout(t *testing.T) {
 	if c.CtrlLossTmo != -1 || c.State != sysfs.StateLive {
 		t.Errorf("the live controller was touched: ctrl_loss_tmo %d state %s", c.CtrlLossTmo, c.StateRaw)
 	}
-	h, err := d.VolumeHealth("vol-dead")
-	must(t, err)
-	if h.Condition != daemon.Inaccessible || h.Reason != "ControllerGone" {
-		t.Errorf("health of the given-up volume = %+v, want Inaccessible ControllerGone", h)
-	}
+	// The daemon learns of the removal from the kernel's remove uevent,
+	// after sysfs has dropped the controller: health says ControllerDeleting
+	// (seen in CI, "deleting (no IO)") until then.
+	eventually(t, 10*time.Second, "health of the given-up volume Inaccessible ControllerGone", func() (bool, string) {
+		h, err := d.VolumeHealth("vol-dead")
+		if err != nil {
+			return false, err.Error()
+		}
+		return h.Condition == daemon.Inaccessible && h.Reason == "ControllerGone", fmt.Sprintf("%+v", h)
+	})
 	must(t, d.Detach(context.Background(), "vol-live"))
 	must(t, d.Detach(context.Background(), "vol-dead"))
 }
